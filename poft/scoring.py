@@ -1,0 +1,355 @@
+"""Mean response log-likelihood of conversations under a model: PoFT's preference score r_m, and IFD.
+
+    r_m(x, y) = (1 / T_m(y)) * log p_m(y | x)
+
+T_m(y) is the number of labelled tokens under model m's OWN tokenizer and template (see `poft.chat`), so
+scores of models with different vocabularies are comparable per token. In multi-turn data every assistant
+turn counts, with the full history as context.
+
+Memory: a [batch, seq, vocab] float32 log-softmax is never built. The backbone's hidden states are gathered
+at the labelled positions only ([N, hidden]) and projected to the vocabulary in chunks of `chunk_tokens` rows,
+each reduced to log p(target) = logit[target] - logsumexp(logits) in float32. Under autograd every chunk is
+recomputed in the backward pass (activation checkpointing), so training memory is that of one chunk too.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch.utils.checkpoint import checkpoint
+
+from . import __version__
+from .chat import IGNORE_INDEX, TokenizationReport, TokenizedChat, template_hash, tokenize_chat, response_only
+from .io import read_json, write_json
+
+log = logging.getLogger(__name__)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The tensor core: log p(token) for every labelled token of a padded batch
+# ---------------------------------------------------------------------------------------------------------
+
+
+def _logits_transform(config):
+    """Final-logit tweaks some architectures apply in their lm head forward (Gemma-2 softcap, Cohere scale)."""
+    softcap = getattr(config, "final_logit_softcapping", None)
+    scale = getattr(config, "logit_scale", None)
+
+    def transform(logits: torch.Tensor) -> torch.Tensor:
+        if scale is not None:
+            logits = logits * scale
+        if softcap is not None:
+            logits = torch.tanh(logits / softcap) * softcap
+        return logits
+
+    return transform
+
+
+def _chunk_logps(lm_head, transform, hidden: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    logits = transform(lm_head(hidden)).float()  # [chunk, V], the only vocab-sized tensor alive
+    return logits.gather(-1, targets[:, None]).squeeze(-1) - torch.logsumexp(logits, dim=-1)
+
+
+def token_logprobs(
+    model, input_ids: torch.Tensor, attention_mask: torch.Tensor, labels: torch.Tensor, chunk_tokens: int = 1024,
+    head_model=None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """log p(labels[b, t] | tokens < t) for every labelled position.
+
+    input_ids, attention_mask, labels: [B, L] (right-padded; labels IGNORE_INDEX where not scored).
+    head_model: the unwrapped model whose lm head to use, when `model` is a DDP/DeepSpeed wrapper.
+    Returns (logps [N] float32, sample_index [N] long), in (b, t) order.
+    """
+    # The forward goes through the (possibly wrapped) model so that DDP / ZeRO hooks run; logits_to_keep=1
+    # makes it project only the last position, and the last hidden state (after the final norm) is ours.
+    out = model(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True, logits_to_keep=1)
+    hidden = out.hidden_states[-1]  # [B, L, H]
+    head_model = head_model or model
+    target = labels[:, 1:]  # position t predicts token t + 1
+    keep = target != IGNORE_INDEX  # [B, L-1]
+    sample_index = keep.nonzero()[:, 0]
+    hidden, target = hidden[:, :-1][keep], target[keep]  # [N, H], [N]
+    lm_head, transform = head_model.get_output_embeddings(), _logits_transform(head_model.config)
+    pieces = []
+    for start in range(0, hidden.shape[0], chunk_tokens):
+        h, y = hidden[start : start + chunk_tokens], target[start : start + chunk_tokens]
+        if torch.is_grad_enabled():
+            pieces.append(checkpoint(_chunk_logps, lm_head, transform, h, y, use_reentrant=False))
+        else:
+            pieces.append(_chunk_logps(lm_head, transform, h, y))
+    logps = torch.cat(pieces) if pieces else hidden.new_zeros(0, dtype=torch.float32)
+    return logps, sample_index
+
+
+def pad_batch(samples: list[TokenizedChat], pad_id: int) -> dict[str, torch.Tensor]:
+    """Right-pad to the longest sample in the batch (never to max_length)."""
+    width = max(len(s.input_ids) for s in samples)
+    ids = torch.full((len(samples), width), pad_id, dtype=torch.long)
+    labels = torch.full((len(samples), width), IGNORE_INDEX, dtype=torch.long)
+    mask = torch.zeros((len(samples), width), dtype=torch.long)
+    for i, s in enumerate(samples):
+        n = len(s.input_ids)
+        ids[i, :n] = torch.tensor(s.input_ids)
+        labels[i, :n] = torch.tensor(s.labels)
+        mask[i, :n] = 1
+    return {"input_ids": ids, "attention_mask": mask, "labels": labels}
+
+
+def pad_token_id(tokenizer) -> int:
+    """Padding never reaches the loss (masked, labels ignored), so any id will do when none is defined."""
+    for tid in (tokenizer.pad_token_id, tokenizer.eos_token_id, 0):
+        if tid is not None:
+            return tid
+    return 0
+
+
+def length_sorted_batches(lengths: list[int], max_batch_size: int, max_batch_tokens: int) -> list[list[int]]:
+    """Indices grouped longest-first so each batch pads little; a batch holds <= max_batch_tokens padded tokens.
+
+    Longest first also means an out-of-memory batch shows up at the start, not after an hour.
+    """
+    order = sorted(range(len(lengths)), key=lambda i: (-lengths[i], i))
+    batches, current = [], []
+    for i in order:
+        width = lengths[current[0]] if current else lengths[i]
+        if current and (len(current) + 1 > max_batch_size or (len(current) + 1) * width > max_batch_tokens):
+            batches.append(current)
+            current = []
+        current.append(i)
+    if current:
+        batches.append(current)
+    return batches
+
+
+@torch.no_grad()
+def mean_logprobs(
+    model, samples: list[TokenizedChat], pad_id: int, *, max_batch_size: int = 16, max_batch_tokens: int = 16384,
+    chunk_tokens: int = 1024, progress: bool = False,
+) -> list[tuple[float, int]]:
+    """(mean log p over labelled tokens, number of labelled tokens) per sample, in input order.
+
+    A sample with no labelled token (all cut by truncation) gets NaN, and the caller counts it.
+    """
+    device = next(model.parameters()).device
+    out: list[tuple[float, int]] = [(math.nan, 0)] * len(samples)
+    batches = length_sorted_batches([len(s.input_ids) for s in samples], max_batch_size, max_batch_tokens)
+    iterator = batches
+    if progress:
+        from tqdm.auto import tqdm
+
+        iterator = tqdm(batches, desc="scoring", unit="batch")
+    for batch in iterator:
+        tensors = {k: v.to(device) for k, v in pad_batch([samples[i] for i in batch], pad_id).items()}
+        logps, index = token_logprobs(model, **tensors, chunk_tokens=chunk_tokens)
+        sums = torch.zeros(len(batch), dtype=torch.float64, device=device).index_add(0, index, logps.double())
+        counts = torch.bincount(index, minlength=len(batch))
+        for j, i in enumerate(batch):
+            n = int(counts[j])
+            out[i] = (float(sums[j] / n) if n else math.nan, n)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Model loading
+# ---------------------------------------------------------------------------------------------------------
+
+
+def resolve_dtype(dtype: str, device: str) -> torch.dtype:
+    """'auto' = bf16 on GPU (the paper's setting), float32 on CPU (bf16 matmuls are slow and lossy there)."""
+    if dtype == "auto":
+        return torch.bfloat16 if device.startswith("cuda") else torch.float32
+    table = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+    if dtype not in table:
+        raise ValueError(f"unknown dtype {dtype!r}; valid: auto, {', '.join(table)}")
+    return table[dtype]
+
+
+def model_path(source: str) -> str:
+    """'hf:<repo id>' -> the repo id (loaded through the HF cache / hub); anything else is a local directory."""
+    if source.startswith("hf:"):
+        return source[3:]
+    if not Path(source).is_dir():
+        raise FileNotFoundError(f"model {source!r}: no such directory (use 'hf:<repo id>' for hub models)")
+    return source
+
+
+def load_model_and_tokenizer(source: str, device: str = "auto", dtype: str = "auto", attn: str | None = None):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    path = model_path(source)
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    kwargs = {"dtype": resolve_dtype(dtype, device)}
+    if attn:
+        kwargs["attn_implementation"] = attn
+    model = AutoModelForCausalLM.from_pretrained(path, **kwargs).to(device).eval()
+    return model, tokenizer
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Scoring a dataset, sharded and resumable
+# ---------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class ScoreSpec:
+    max_length: int = 4096
+    max_batch_size: int = 16
+    max_batch_tokens: int = 16384
+    chunk_tokens: int = 1024
+    shard_size: int = 4096  # samples per resumable shard
+    kind: str = "aligned"  # aligned: r_m ; ifd: instruction-following difficulty
+
+
+def _score_shard(model, tokenizer, conversations, spec: ScoreSpec, report: TokenizationReport, progress: bool):
+    pad = pad_token_id(tokenizer)
+    chats = [tokenize_chat(tokenizer, c["messages"], spec.max_length) for c in conversations]
+    for c, t in zip(conversations, chats):
+        report.add(c["id"], t)
+    kw = dict(max_batch_size=spec.max_batch_size, max_batch_tokens=spec.max_batch_tokens,
+              chunk_tokens=spec.chunk_tokens, progress=progress)
+    cond = mean_logprobs(model, chats, pad, **kw)
+    if spec.kind == "aligned":
+        return [
+            {"id": c["id"], "score": s if n else None, "n_tokens": n, "truncated": t.truncated}
+            for c, t, (s, n) in zip(conversations, chats, cond)
+        ]
+    # IFD (Li et al., 2024, "From Quantity to Quality"): loss of y given x over loss of y alone; > 1 means the
+    # instruction does not help predict the response (a poorly matched pair).
+    alone = mean_logprobs(model, [response_only(tokenizer, c["messages"], spec.max_length) for c in conversations],
+                          pad, **kw)
+    rows = []
+    for c, t, (s, n), (s0, _) in zip(conversations, chats, cond, alone):
+        ok = n > 0 and not math.isnan(s0) and s0 != 0
+        rows.append({"id": c["id"], "score": s / s0 if ok else None, "nll_cond": -s if n else None,
+                     "nll_alone": -s0 if ok else None, "n_tokens": n, "truncated": t.truncated})
+    return rows
+
+
+def score_dataset(
+    model, tokenizer, conversations: list[dict], out_path: str | Path, *, spec: ScoreSpec, model_name: str,
+    dataset_fingerprint: str, progress: bool = True,
+) -> dict:
+    """Score every conversation; write {"meta", "rows"} to out_path atomically. Returns the meta.
+
+    Work is cut into shards of spec.shard_size samples saved under <out_path>.shards/; a re-run after a crash
+    reuses every shard whose key (model, template, max_length, kind, its ids) still matches.
+    """
+    out_path = Path(out_path)
+    meta = {
+        "kind": spec.kind,
+        "model": model_name,
+        "template_hash": template_hash(tokenizer),
+        "max_length": spec.max_length,
+        "dataset_fingerprint": dataset_fingerprint,
+        "n_samples": len(conversations),
+        "dtype": str(next(model.parameters()).dtype).removeprefix("torch."),
+        "poft_version": __version__,
+    }
+    shard_dir = out_path.with_name(out_path.name + ".shards")
+    rows: list[dict] = []
+    report = TokenizationReport()
+    started = time.time()
+    n_shards = max(1, math.ceil(len(conversations) / spec.shard_size))
+    for k in range(n_shards):
+        part = conversations[k * spec.shard_size : (k + 1) * spec.shard_size]
+        key = {**{m: meta[m] for m in ("kind", "model", "template_hash", "max_length")},
+               "ids": [c["id"] for c in part]}
+        shard_file = shard_dir / f"shard-{k:05d}-of-{n_shards:05d}.json"
+        if shard_file.exists():
+            saved = read_json(shard_file)
+            if saved.get("key") == key:
+                rows.extend(saved["rows"])
+                for r in saved["rows"]:  # counts for the report come back with the shard
+                    report.add(r["id"], TokenizedChat([], [], r["truncated"], r["n_tokens"]))
+                continue
+            log.warning("%s: key differs from this run, rescoring", shard_file)
+        shard_rows = _score_shard(model, tokenizer, part, spec, report, progress)
+        write_json(shard_file, {"key": key, "rows": shard_rows})
+        rows.extend(shard_rows)
+    meta["tokenization"] = report.to_dict()
+    meta["seconds"] = round(time.time() - started, 3)
+    meta["n_tokens"] = sum(r["n_tokens"] for r in rows)
+    write_json(out_path, {"meta": meta, "rows": rows})
+    for f in sorted(shard_dir.glob("shard-*.json")):
+        f.unlink()
+    if shard_dir.exists():
+        shard_dir.rmdir()
+    return meta
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Reading and merging score files
+# ---------------------------------------------------------------------------------------------------------
+
+
+class ScoreFileError(ValueError):
+    """A score file that does not belong with the data or the other score files."""
+
+
+def read_scores(path: str | Path) -> dict:
+    """A score file written by `score_dataset` or `merge_scores`, checked for shape."""
+    try:
+        obj = read_json(path)
+    except (OSError, ValueError) as e:
+        raise ScoreFileError(f"{path}: cannot read score file ({e})") from e
+    if not isinstance(obj, dict) or "meta" not in obj or "rows" not in obj:
+        raise ScoreFileError(f"{path}: not a poft score file (expected keys 'meta' and 'rows')")
+    for i, row in enumerate(obj["rows"]):
+        for key in ("id", "score"):
+            if key not in row:
+                raise ScoreFileError(f"{path}: row {i}: missing field {key!r}")
+    return obj
+
+
+def merge_scores(paths: list[str | Path], names: list[str] | None = None) -> dict:
+    """Join M aligned models' score files by id: each model's column kept, plus their mean `score`.
+
+    All files must come from the same dataset (same fingerprint) and hold the same ids. A sample that some
+    model could not score (nothing left after truncation) gets score None and is counted in meta.
+    """
+    files = [read_scores(p) for p in paths]
+    names = names or [f["meta"].get("model", str(p)) for f, p in zip(files, paths)]
+    if len(set(names)) != len(names):
+        raise ScoreFileError(f"duplicate aligned model names {names}; pass distinct names")
+    first, ref = files[0], str(paths[0])
+    for f, p in zip(files, paths):
+        if f["meta"].get("kind", "aligned") != "aligned":
+            raise ScoreFileError(f"{p}: kind {f['meta'].get('kind')!r} is not an aligned-model score file")
+        if f["meta"].get("dataset_fingerprint") != first["meta"].get("dataset_fingerprint"):
+            raise ScoreFileError(
+                f"{p}: dataset fingerprint {f['meta'].get('dataset_fingerprint')} differs from {ref} "
+                f"({first['meta'].get('dataset_fingerprint')}): the files score different data"
+            )
+    by_model = [{r["id"]: r["score"] for r in f["rows"]} for f in files]
+    ids = [r["id"] for r in first["rows"]]
+    for table, p in zip(by_model, paths):
+        missing = [i for i in ids if i not in table]
+        extra = [i for i in table if i not in by_model[0]]
+        if missing or extra:
+            what = f"missing id {missing[0]!r}" if missing else f"unexpected id {extra[0]!r}"
+            raise ScoreFileError(
+                f"{p}: {what} (compared with {ref}; {len(missing)} missing, {len(extra)} unexpected)"
+            )
+    rows, n_unscored = [], 0
+    for i in ids:
+        cols = {name: table[i] for name, table in zip(names, by_model)}
+        ok = all(v is not None for v in cols.values())
+        n_unscored += not ok
+        rows.append({"id": i, "score": sum(cols.values()) / len(cols) if ok else None, "scores": cols})
+    meta = {
+        "kind": "merged",
+        "models": names,
+        "sources": [str(p) for p in paths],
+        "dataset_fingerprint": first["meta"].get("dataset_fingerprint"),
+        "n_samples": len(rows),
+        "n_unscored": n_unscored,
+        "per_model": [f["meta"] for f in files],
+    }
+    return {"meta": meta, "rows": rows}

@@ -1,0 +1,330 @@
+"""SFT and PoFT training: one transformers Trainer subclass whose only change is the loss.
+
+    poft train --data data.jsonl --model hf:mistralai/Mistral-7B-v0.1 --scores merged.json \
+        --config train.yaml --out work/mistral-poft-seed42
+
+Pairing: SFT and PoFT runs with the same seed get the same examples (both drop exactly the samples that lack
+an aligned score), the same sampler, the same batches in the same order — `batch_ids.json` in each
+checkpoint records them so that the claim can be checked, not just trusted.
+
+Checkpoints: one HF checkpoint (model, tokenizer, resolved config) at the end of every epoch; optimizer
+states are kept only in the newest one (the one a resume needs). A re-run resumes from the newest.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import shutil
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from transformers import Trainer, TrainerCallback, TrainingArguments
+from transformers.trainer_utils import get_last_checkpoint
+
+from .chat import IGNORE_INDEX, TokenizationReport, tokenize_chat
+from .io import read_json, write_json
+from .losses import ObjectiveInputs, get_objective
+from .scoring import pad_token_id, token_logprobs
+
+log = logging.getLogger(__name__)
+
+TARGET_TOKENS = ("response", "full_sequence")
+
+
+def _help(text: str, default):
+    return field(default=default, metadata={"help": text})
+
+
+@dataclass
+class TrainSpec:
+    """Everything that defines a training run. Defaults follow the paper (Eq. 5, beta=1, gamma=0)."""
+
+    loss: str = _help("objective: sft | poft (see poft.losses.LOSSES)", "sft")
+    beta: float = _help("PoFT: scale of the margin r_theta - mean_j r_j (paper: 1)", 1.0)
+    gamma: float = _help("PoFT: offset added to the margin (paper: 0)", 0.0)
+    target_tokens: str = _help(
+        "tokens r_theta averages over: response (paper's equation) | full_sequence (the released code's quirk: "
+        "every non-pad token, template and user turns included)", "response")
+    learning_rate: float = _help("peak learning rate (the released recipe: 1e-6 at batch 512)", 2e-5)
+    lr_scheduler_type: str = _help("transformers scheduler name", "cosine")
+    warmup_ratio: float = _help("share of steps spent warming up", 0.1)
+    weight_decay: float = _help("AdamW weight decay", 0.0)
+    max_grad_norm: float = _help("gradient clipping norm", 1.0)
+    num_train_epochs: int = _help("epochs; a checkpoint is saved after each", 1)
+    per_device_train_batch_size: int = _help("samples per device per micro-batch", 8)
+    gradient_accumulation_steps: int = _help("micro-batches per optimizer step", 1)
+    max_length: int = _help("tokens per sample; longer samples are cut on the right and counted", 2048)
+    seed: int = _help("seed for initialisation-free randomness: data order, dropout", 42)
+    bf16: str = _help("auto (on when CUDA is available) | true | false", "auto")
+    gradient_checkpointing: bool = _help("recompute activations in backward to save memory", False)
+    chunk_tokens: int = _help("rows of the vocabulary projection computed at once (memory vs speed)", 1024)
+    chunked_lm_head: bool = _help(
+        "compute log-probs from hidden states in chunks (never a [B, L, V] tensor); false uses the model's full "
+        "logits, needed under FSDP, where the lm head cannot be called outside the wrapped forward", True)
+    logging_steps: int = _help("optimizer steps between log lines", 10)
+    optim: str = _help("transformers optimizer name", "adamw_torch")
+    deepspeed: str | None = _help("path to a DeepSpeed JSON config (GPU clusters)", None)
+    attn_implementation: str | None = _help("eager | sdpa | flash_attention_2; None lets transformers choose", None)
+    dataloader_num_workers: int = _help("data loader worker processes", 0)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrainSpec":
+        valid = [f.name for f in dataclasses.fields(cls)]
+        unknown = sorted(set(d) - set(valid))
+        if unknown:
+            raise KeyError(f"unknown training option(s) {', '.join(map(repr, unknown))}; valid: {', '.join(valid)}")
+        spec = cls(**d)
+        spec.validate()
+        return spec
+
+    def validate(self) -> None:
+        get_objective(self.loss)  # fails with the list of valid losses
+        if self.target_tokens not in TARGET_TOKENS:
+            raise ValueError(f"target_tokens {self.target_tokens!r}; valid: {', '.join(TARGET_TOKENS)}")
+        if str(self.bf16).lower() not in ("auto", "true", "false"):
+            raise ValueError(f"bf16 {self.bf16!r}; valid: auto, true, false")
+
+    def use_bf16(self) -> bool:
+        flag = str(self.bf16).lower()
+        return torch.cuda.is_available() if flag == "auto" else flag == "true"
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Examples and batches
+# ---------------------------------------------------------------------------------------------------------
+
+
+def build_examples(conversations: list[dict], tokenizer, max_length: int, scores: dict | None = None):
+    """Tokenize for training. Returns (examples, report).
+
+    scores: a merged score file (poft.scoring.merge_scores). When given, each example carries its M aligned
+    scores, and samples without one are dropped — for every loss alike, so SFT and PoFT stay paired.
+    """
+    by_id = None
+    if scores is not None:
+        by_id = {r["id"]: r for r in scores["rows"]}
+        models = scores["meta"]["models"]
+    report = TokenizationReport()
+    examples, no_score, no_labels = [], [], []
+    for c in conversations:
+        aligned = None
+        if by_id is not None:
+            if c["id"] not in by_id:
+                raise KeyError(f"training sample id {c['id']!r} has no row in the score file "
+                               f"({scores['meta'].get('sources')}); rescore this dataset")
+            row = by_id[c["id"]]
+            if row["score"] is None:
+                no_score.append(c["id"])
+                continue
+            aligned = [row["scores"][m] for m in models]
+        tok = tokenize_chat(tokenizer, c["messages"], max_length)
+        report.add(c["id"], tok)
+        if tok.n_label_tokens == 0:
+            no_labels.append(c["id"])
+            continue
+        examples.append({"id": c["id"], "input_ids": tok.input_ids, "labels": tok.labels, "aligned": aligned})
+    summary = {
+        "n_input": len(conversations),
+        "n_train": len(examples),
+        "dropped_no_aligned_score": len(no_score),
+        "dropped_no_label_tokens": len(no_labels),
+        "dropped_ids_first_50": (no_score + no_labels)[:50],
+        "tokenization": report.to_dict(),
+    }
+    return examples, summary
+
+
+@dataclass
+class ChatCollator:
+    """Right-pads a batch and carries each sample's aligned scores [B, M] and ids."""
+
+    pad_id: int
+
+    def __call__(self, examples: list[dict]) -> dict:
+        width = max(len(e["input_ids"]) for e in examples)
+        batch = {
+            "input_ids": torch.full((len(examples), width), self.pad_id, dtype=torch.long),
+            "attention_mask": torch.zeros((len(examples), width), dtype=torch.long),
+            "labels": torch.full((len(examples), width), IGNORE_INDEX, dtype=torch.long),
+        }
+        for i, e in enumerate(examples):
+            n = len(e["input_ids"])
+            batch["input_ids"][i, :n] = torch.tensor(e["input_ids"])
+            batch["labels"][i, :n] = torch.tensor(e["labels"])
+            batch["attention_mask"][i, :n] = 1
+        if examples[0]["aligned"] is not None:
+            batch["aligned_scores"] = torch.tensor([e["aligned"] for e in examples], dtype=torch.float32)
+        batch["sample_ids"] = [e["id"] for e in examples]
+        return batch
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The trainer
+# ---------------------------------------------------------------------------------------------------------
+
+
+def objective_inputs(model, head_model, batch: dict, spec: TrainSpec) -> ObjectiveInputs:
+    """One forward pass -> per-token log-probs of the response tokens and of the tokens r_theta averages."""
+    ids, mask, labels = batch["input_ids"], batch["attention_mask"], batch["labels"]
+    scored = labels
+    if spec.target_tokens == "full_sequence":
+        scored = ids.masked_fill(mask == 0, IGNORE_INDEX)
+    if spec.chunked_lm_head:
+        logps, index = token_logprobs(model, ids, mask, scored, spec.chunk_tokens, head_model=head_model)
+    else:
+        logits = model(input_ids=ids, attention_mask=mask).logits[:, :-1].float()
+        keep = scored[:, 1:] != IGNORE_INDEX
+        index = keep.nonzero()[:, 0]
+        logits = logits[keep]
+        logps = logits.gather(-1, scored[:, 1:][keep][:, None]).squeeze(-1) - torch.logsumexp(logits, -1)
+    aligned = batch.get("aligned_scores")
+    if spec.target_tokens == "response":
+        return ObjectiveInputs(logps, index, logps, index, ids.shape[0], aligned)
+    is_response = (labels[:, 1:] != IGNORE_INDEX)[scored[:, 1:] != IGNORE_INDEX]
+    return ObjectiveInputs(logps[is_response], index[is_response], logps, index, ids.shape[0], aligned)
+
+
+class PoFTTrainer(Trainer):
+    """transformers.Trainer with the loss swapped for a registered objective (sft | poft). Nothing else changes."""
+
+    # Our objectives return a per-micro-batch mean; let the Trainer divide by the accumulation steps.
+    loss_is_scaled_for_ga = False
+
+    def __init__(self, *args, spec: TrainSpec, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.spec = spec
+        self.objective = get_objective(spec.loss)
+        self._metrics: dict[str, list[float]] = defaultdict(list)
+        self.seen_ids: list[list[str]] = []
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        self.seen_ids.append(inputs.pop("sample_ids"))
+        head = self.accelerator.unwrap_model(model)
+        loss, metrics = self.objective(objective_inputs(model, head, inputs, self.spec), self.spec.beta, self.spec.gamma)
+        for k, v in metrics.items():
+            self._metrics[k].append(float(v))
+        return (loss, None) if return_outputs else loss
+
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        # Averages of our diagnostics over the steps since the last log line: ce, policy_score, tau, ...
+        if "loss" in logs:
+            for k, values in self._metrics.items():
+                logs[k] = sum(values) / len(values)
+            self._metrics.clear()
+        super().log(logs, start_time)
+
+
+class EpochCheckpoints(TrainerCallback):
+    """After each save: record config and batch ids in the checkpoint; drop optimizer states of older ones."""
+
+    def __init__(self, trainer: PoFTTrainer, record: dict):
+        self.trainer, self.record = trainer, record
+
+    def on_save(self, args, state, control, **kwargs):
+        if not state.is_world_process_zero:
+            return
+        ckpt = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+        write_json(ckpt / "poft_train_config.json", {**self.record, "epoch": round(state.epoch or 0)})
+        write_json(ckpt / "batch_ids.json", self.trainer.seen_ids)
+        self.trainer.seen_ids = []
+        for old in sorted(Path(args.output_dir).glob("checkpoint-*"), key=_step):
+            if old != ckpt:
+                for name in ("optimizer.pt", "scheduler.pt"):
+                    (old / name).unlink(missing_ok=True)
+                for ds in old.glob("global_step*"):  # DeepSpeed's partitioned optimizer states
+                    shutil.rmtree(ds, ignore_errors=True)
+
+
+def _step(path: Path) -> int:
+    return int(path.name.split("-")[-1])
+
+
+def epoch_checkpoints(out_dir: str | Path) -> dict[int, Path]:
+    """{epoch: checkpoint dir} for every completed epoch of a run."""
+    found = {}
+    for ckpt in Path(out_dir).glob("checkpoint-*"):
+        cfg = ckpt / "poft_train_config.json"
+        if cfg.exists():
+            found[read_json(cfg)["epoch"]] = ckpt
+    return dict(sorted(found.items()))
+
+
+def training_arguments(spec: TrainSpec, out_dir: str | Path) -> TrainingArguments:
+    return TrainingArguments(
+        output_dir=str(out_dir),
+        learning_rate=spec.learning_rate,
+        lr_scheduler_type=spec.lr_scheduler_type,
+        warmup_steps=spec.warmup_ratio,  # transformers 5: a float in [0, 1) is a share of the steps
+        weight_decay=spec.weight_decay,
+        max_grad_norm=spec.max_grad_norm,
+        num_train_epochs=spec.num_train_epochs,
+        per_device_train_batch_size=spec.per_device_train_batch_size,
+        gradient_accumulation_steps=spec.gradient_accumulation_steps,
+        seed=spec.seed,
+        data_seed=spec.seed,
+        bf16=spec.use_bf16(),
+        activation_checkpointing=spec.gradient_checkpointing,
+        logging_steps=spec.logging_steps,
+        optim=spec.optim,
+        deepspeed=spec.deepspeed,
+        save_strategy="epoch",
+        save_total_limit=None,  # every epoch's checkpoint is evaluated (the paper's Avg. and Std. columns)
+        report_to=[],
+        remove_unused_columns=False,  # the collator's aligned scores and ids must reach compute_loss
+        dataloader_num_workers=spec.dataloader_num_workers,
+        dataloader_pin_memory=torch.cuda.is_available(),
+        disable_tqdm=True,
+    )
+
+
+def train(
+    model, tokenizer, examples: list[dict], out_dir: str | Path, spec: TrainSpec, record: dict | None = None,
+    stop_after_epochs: int | None = None,
+) -> dict:
+    """Train (or resume) and return the run summary written to <out_dir>/train_summary.json.
+
+    record: what to store next to every checkpoint (resolved config, data and score provenance).
+    stop_after_epochs: end the run after that many epochs as if it had crashed (used to test resuming).
+    """
+    out_dir = Path(out_dir)
+    if spec.loss == "poft" and examples and examples[0]["aligned"] is None:
+        raise ValueError("loss 'poft' needs aligned scores for every example: pass a merged score file")
+    args = training_arguments(spec, out_dir)
+    trainer = PoFTTrainer(
+        model=model, args=args, train_dataset=examples, data_collator=ChatCollator(pad_token_id(tokenizer)),
+        processing_class=tokenizer, spec=spec,
+    )
+    record = {"spec": dataclasses.asdict(spec), **(record or {})}
+    trainer.add_callback(EpochCheckpoints(trainer, record))
+    if stop_after_epochs is not None:
+        trainer.add_callback(_StopAfter(stop_after_epochs))
+    resume = get_last_checkpoint(str(out_dir)) if out_dir.exists() else None
+    if resume:
+        log.info("resuming from %s", resume)
+    started = time.time()
+    result = trainer.train(resume_from_checkpoint=resume)
+    summary = {
+        "resumed_from": resume,
+        "global_step": trainer.state.global_step,
+        "epochs_done": round(trainer.state.epoch or 0),
+        "train_loss": result.training_loss,
+        "seconds": round(time.time() - started, 3),
+        "log_history": trainer.state.log_history,
+        "epoch_checkpoints": {e: str(p) for e, p in epoch_checkpoints(out_dir).items()},
+    }
+    if summary["epochs_done"] >= spec.num_train_epochs:
+        write_json(out_dir / "train_summary.json", summary)
+    return summary
+
+
+class _StopAfter(TrainerCallback):
+    def __init__(self, epochs: int):
+        self.epochs = epochs
+
+    def on_epoch_end(self, args, state, control, **kwargs):
+        if round(state.epoch) >= self.epochs:
+            control.should_training_stop = True

@@ -1,0 +1,167 @@
+"""Scoring equals a naive full-softmax computation; shards resume; merging checks its inputs."""
+
+import json
+import random
+
+import pytest
+import torch
+from conftest import make_tokenizer, tiny_llama
+
+from poft.chat import IGNORE_INDEX, tokenize_chat
+from poft.io import write_json
+from poft.scoring import (
+    ScoreFileError, ScoreSpec, length_sorted_batches, mean_logprobs, merge_scores, score_dataset, token_logprobs,
+)
+
+WORDS = "the cat sat on a mat two plus three is five hello there count to ten reverse word".split()
+
+
+def make_conversations(n, seed=0):
+    rng = random.Random(seed)
+    convs = []
+    for i in range(n):
+        msgs = [{"role": "system", "content": "You are a helpful assistant."}] if i % 3 == 0 else []
+        for _ in range(1 + i % 2):
+            msgs.append({"role": "user", "content": " ".join(rng.choices(WORDS, k=rng.randint(2, 12)))})
+            msgs.append({"role": "assistant", "content": " ".join(rng.choices(WORDS, k=rng.randint(1, 20)))})
+        convs.append({"id": f"c{i}", "messages": msgs})
+    return convs
+
+
+def naive_score(model, chat):
+    """Full-vocabulary log-softmax over one unpadded sequence, float64."""
+    ids = torch.tensor([chat.input_ids])
+    with torch.no_grad():
+        logits = model(input_ids=ids).logits[0].double()
+    logp = torch.log_softmax(logits, -1)
+    total, n = 0.0, 0
+    for t in range(1, len(chat.input_ids)):
+        if chat.labels[t] != IGNORE_INDEX:
+            total += logp[t - 1, chat.labels[t]].item()
+            n += 1
+    return total / n, n
+
+
+@pytest.mark.parametrize("name", ["chatml", "llama3", "zephyr"])
+def test_scores_match_naive_full_softmax_for_any_batching(name):
+    tok = make_tokenizer(name)
+    model = tiny_llama(len(tok))
+    convs = make_conversations(13)
+    chats = [tokenize_chat(tok, c["messages"]) for c in convs]
+    expected = [naive_score(model, c) for c in chats]
+    for batch_size, chunk in [(1, 1024), (4, 7), (16, 3)]:
+        got = mean_logprobs(model, chats, tok.pad_token_id, max_batch_size=batch_size, chunk_tokens=chunk)
+        for (s, n), (es, en) in zip(got, expected):
+            assert n == en
+            assert s == pytest.approx(es, abs=1e-5)
+    # Shuffled input order gives each sample the same score.
+    perm = list(range(len(chats)))
+    random.Random(1).shuffle(perm)
+    got = mean_logprobs(model, [chats[i] for i in perm], tok.pad_token_id, max_batch_size=5)
+    for j, i in enumerate(perm):
+        assert got[j][0] == pytest.approx(expected[i][0], abs=1e-5)
+
+
+def test_token_logprobs_gradient_matches_full_softmax():
+    tok = make_tokenizer("chatml")
+    model = tiny_llama(len(tok))
+    chat = tokenize_chat(tok, make_conversations(1)[0]["messages"])
+    ids, labels = torch.tensor([chat.input_ids]), torch.tensor([chat.labels])
+    logps, _ = token_logprobs(model, ids, torch.ones_like(ids), labels, chunk_tokens=4)
+    logps.sum().backward()
+    grad_chunked = model.lm_head.weight.grad.clone()
+    model.zero_grad()
+    logits = model(input_ids=ids).logits[0, :-1]
+    keep = labels[0, 1:] != IGNORE_INDEX
+    torch.log_softmax(logits, -1)[keep].gather(-1, labels[0, 1:][keep][:, None]).sum().backward()
+    torch.testing.assert_close(grad_chunked, model.lm_head.weight.grad, atol=1e-5, rtol=1e-4)
+
+
+def test_length_sorted_batches_respect_token_budget():
+    lengths = [5, 50, 10, 40, 7, 30]
+    batches = length_sorted_batches(lengths, max_batch_size=3, max_batch_tokens=90)
+    assert batches == [[1], [3, 5], [2, 4, 0]]
+    assert sorted(i for b in batches for i in b) == list(range(6))
+
+
+def test_score_dataset_writes_meta_and_resumes_from_shards(tmp_path, monkeypatch):
+    tok = make_tokenizer("zephyr")
+    model = tiny_llama(len(tok))
+    convs = make_conversations(10)
+    spec = ScoreSpec(max_length=40, shard_size=4)
+    out = tmp_path / "scores.json"
+    meta = score_dataset(model, tok, convs, out, spec=spec, model_name="m1", dataset_fingerprint="fp", progress=False)
+    saved = json.loads(out.read_text())
+    assert [r["id"] for r in saved["rows"]] == [c["id"] for c in convs]
+    assert meta["n_samples"] == 10 and meta["max_length"] == 40 and meta["dataset_fingerprint"] == "fp"
+    n_trunc = sum(len(tokenize_chat(tok, c["messages"]).input_ids) > 40 for c in convs)
+    assert meta["tokenization"]["n_truncated"] == n_trunc > 0
+    assert not (tmp_path / "scores.json.shards").exists()
+
+    # Crash after the second shard: rerun must reuse shards 0 and 1 and score only shard 2.
+    import poft.scoring as scoring
+
+    calls = []
+    real = scoring._score_shard
+
+    def crashing(model, tokenizer, part, *a):
+        calls.append([c["id"] for c in part])
+        if len(calls) == 3:
+            raise RuntimeError("killed")
+        return real(model, tokenizer, part, *a)
+
+    out2 = tmp_path / "again.json"
+    monkeypatch.setattr(scoring, "_score_shard", crashing)
+    with pytest.raises(RuntimeError):
+        score_dataset(model, tok, convs, out2, spec=spec, model_name="m1", dataset_fingerprint="fp", progress=False)
+    assert not out2.exists() and len(list((tmp_path / "again.json.shards").glob("*.json"))) == 2
+    calls.clear()
+    monkeypatch.setattr(scoring, "_score_shard", lambda *a: (calls.append(1), real(*a))[1])
+    score_dataset(model, tok, convs, out2, spec=spec, model_name="m1", dataset_fingerprint="fp", progress=False)
+    assert len(calls) == 1
+    again = json.loads(out2.read_text())
+    assert again["rows"] == saved["rows"]
+    assert again["meta"]["tokenization"] == saved["meta"]["tokenization"]
+
+
+def _score_file(path, fingerprint, rows, model="m"):
+    write_json(path, {"meta": {"kind": "aligned", "model": model, "dataset_fingerprint": fingerprint},
+                      "rows": [{"id": i, "score": s} for i, s in rows]})
+
+
+def test_merge_means_models_and_keeps_columns(tmp_path):
+    _score_file(tmp_path / "a.json", "fp", [("x", -1.0), ("y", -2.0)], "A")
+    _score_file(tmp_path / "b.json", "fp", [("y", -4.0), ("x", -3.0)], "B")
+    _score_file(tmp_path / "c.json", "fp", [("x", -2.0), ("y", None)], "C")
+    merged = merge_scores([tmp_path / "a.json", tmp_path / "b.json", tmp_path / "c.json"])
+    assert merged["rows"] == [
+        {"id": "x", "score": -2.0, "scores": {"A": -1.0, "B": -3.0, "C": -2.0}},
+        {"id": "y", "score": None, "scores": {"A": -2.0, "B": -4.0, "C": None}},
+    ]
+    assert merged["meta"]["models"] == ["A", "B", "C"] and merged["meta"]["n_unscored"] == 1
+
+
+def test_merge_rejects_mismatched_fingerprint(tmp_path):
+    _score_file(tmp_path / "a.json", "fp1", [("x", -1.0)], "A")
+    _score_file(tmp_path / "b.json", "fp2", [("x", -1.0)], "B")
+    with pytest.raises(ScoreFileError, match=r"b\.json: dataset fingerprint fp2 differs from .*a\.json \(fp1\)"):
+        merge_scores([tmp_path / "a.json", tmp_path / "b.json"])
+
+
+def test_merge_rejects_missing_id(tmp_path):
+    _score_file(tmp_path / "a.json", "fp", [("x", -1.0), ("y", -1.0)], "A")
+    _score_file(tmp_path / "b.json", "fp", [("x", -1.0)], "B")
+    with pytest.raises(ScoreFileError, match=r"b\.json: missing id 'y' \(compared with .*a\.json; 1 missing, 0 unexpected\)"):
+        merge_scores([tmp_path / "a.json", tmp_path / "b.json"])
+
+
+def test_merge_rejects_duplicate_names_and_bad_files(tmp_path):
+    _score_file(tmp_path / "a.json", "fp", [("x", -1.0)], "A")
+    with pytest.raises(ScoreFileError, match="duplicate aligned model names"):
+        merge_scores([tmp_path / "a.json", tmp_path / "a.json"])
+    (tmp_path / "bad.json").write_text('{"rows": []}')
+    with pytest.raises(ScoreFileError, match=r"bad\.json: not a poft score file"):
+        merge_scores([tmp_path / "bad.json"])
+    write_json(tmp_path / "nofield.json", {"meta": {}, "rows": [{"id": "x"}]})
+    with pytest.raises(ScoreFileError, match=r"nofield\.json: row 0: missing field 'score'"):
+        merge_scores([tmp_path / "nofield.json"])

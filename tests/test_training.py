@@ -1,0 +1,131 @@
+"""Tiny-model training: learning happens, SFT and PoFT are paired, a crashed run resumes to the same weights."""
+
+import json
+
+import pytest
+import torch
+from conftest import make_tokenizer, tiny_llama
+from test_scoring import make_conversations
+
+from poft.chat import IGNORE_INDEX
+from poft.losses import sequence_mean
+from poft.training import ChatCollator, TrainSpec, build_examples, epoch_checkpoints, objective_inputs, train
+
+
+def merged_scores(convs, unscored=()):
+    """Three aligned models' scores: a clean signal, varying per sample, as merge_scores would write it."""
+    rows = []
+    for k, c in enumerate(convs):
+        cols = {m: (None if c["id"] in unscored else -1.0 - 0.1 * ((k * (j + 1)) % 7)) for j, m in enumerate("ABC")}
+        score = None if c["id"] in unscored else sum(cols.values()) / 3
+        rows.append({"id": c["id"], "score": score, "scores": cols})
+    return {"meta": {"models": ["A", "B", "C"], "sources": ["test"]}, "rows": rows}
+
+
+def spec(**kw):
+    base = dict(learning_rate=3e-3, num_train_epochs=2, per_device_train_batch_size=4, max_length=96,
+                warmup_ratio=0.0, lr_scheduler_type="constant", logging_steps=1, seed=7)
+    return TrainSpec.from_dict({**base, **kw})
+
+
+def mean_loss(model, tok, examples, s):
+    batch = ChatCollator(tok.pad_token_id)(examples)
+    batch.pop("sample_ids")
+    with torch.no_grad():
+        inputs = objective_inputs(model, model, batch, s)
+    return -inputs.response_logps.mean().item()
+
+
+@pytest.mark.parametrize("loss", ["sft", "poft"])
+def test_training_lowers_loss_and_changes_parameters(tmp_path, loss):
+    tok = make_tokenizer("chatml")
+    convs = make_conversations(16)
+    s = spec(loss=loss)
+    examples, report = build_examples(convs, tok, s.max_length, merged_scores(convs))
+    model = tiny_llama(len(tok), seed=1)
+    before_params = [p.detach().clone() for p in model.parameters()]
+    before = mean_loss(model, tok, examples, s)
+    summary = train(model, tok, examples, tmp_path / loss, s)
+    after = mean_loss(model.eval(), tok, examples, s)
+    assert after < before - 0.5, (before, after)
+    assert all(not torch.equal(a, b) for a, b in zip(before_params, model.parameters()))
+    logged = [h for h in summary["log_history"] if "loss" in h]
+    assert logged and all({"ce", "tau", "policy_score", "aligned_score"} <= set(h) for h in logged)
+    assert 0 < logged[0]["tau"] < 1
+    assert sorted(epoch_checkpoints(tmp_path / loss)) == [1, 2]
+    assert report["n_train"] == 16 and report["dropped_no_aligned_score"] == 0
+
+
+def test_sft_and_poft_see_the_same_batches(tmp_path):
+    tok = make_tokenizer("chatml")
+    convs = make_conversations(12)
+    scores = merged_scores(convs)
+    seen = {}
+    for loss in ("sft", "poft"):
+        s = spec(loss=loss, num_train_epochs=2)
+        examples, _ = build_examples(convs, tok, s.max_length, scores)
+        train(tiny_llama(len(tok), seed=1), tok, examples, tmp_path / loss, s)
+        seen[loss] = [json.loads((p / "batch_ids.json").read_text()) for p in epoch_checkpoints(tmp_path / loss).values()]
+    assert seen["sft"] == seen["poft"]
+    epoch1, epoch2 = seen["sft"]
+    assert sorted(i for b in epoch1 for i in b) == sorted(c["id"] for c in convs)
+    assert epoch1 != epoch2  # reshuffled each epoch, identically for both methods
+
+
+def test_resume_after_crash_gives_same_weights(tmp_path):
+    tok = make_tokenizer("llama3")
+    convs = make_conversations(12)
+    s = spec(loss="poft", num_train_epochs=3)
+    examples, _ = build_examples(convs, tok, s.max_length, merged_scores(convs))
+    straight = tiny_llama(len(tok), seed=3)
+    train(straight, tok, examples, tmp_path / "straight", s)
+
+    crashed = tiny_llama(len(tok), seed=3)
+    first = train(crashed, tok, examples, tmp_path / "crashed", s, stop_after_epochs=1)
+    assert first["epochs_done"] == 1 and not (tmp_path / "crashed" / "train_summary.json").exists()
+    resumed = tiny_llama(len(tok), seed=99)  # a fresh process: weights come from the checkpoint
+    second = train(resumed, tok, examples, tmp_path / "crashed", s)
+    assert second["resumed_from"].endswith("checkpoint-3")
+    for a, b in zip(straight.state_dict().values(), resumed.state_dict().values()):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-6)
+    # Only the newest checkpoint keeps optimizer states; each records its config and epoch.
+    ckpts = epoch_checkpoints(tmp_path / "crashed")
+    assert [(ckpts[e] / "optimizer.pt").exists() for e in (1, 2, 3)] == [False, False, True]
+    assert json.loads((ckpts[2] / "poft_train_config.json").read_text())["spec"]["loss"] == "poft"
+
+
+def test_unscored_samples_are_dropped_and_counted_for_every_loss():
+    tok = make_tokenizer("zephyr")
+    convs = make_conversations(6)
+    examples, report = build_examples(convs, tok, 96, merged_scores(convs, unscored={"c2", "c4"}))
+    assert [e["id"] for e in examples] == ["c0", "c1", "c3", "c5"]
+    assert report["dropped_no_aligned_score"] == 2 and report["dropped_ids_first_50"] == ["c2", "c4"]
+    with pytest.raises(KeyError, match="training sample id 'c0' has no row in the score file"):
+        build_examples(convs, tok, 96, {"meta": {"models": ["A"], "sources": ["s.json"]}, "rows": []})
+
+
+def test_full_sequence_switch_averages_every_non_pad_token():
+    tok = make_tokenizer("chatml")
+    convs = make_conversations(3)
+    examples, _ = build_examples(convs, tok, 96, merged_scores(convs))
+    batch = ChatCollator(tok.pad_token_id)(examples)
+    batch.pop("sample_ids")
+    model = tiny_llama(len(tok))
+    with torch.no_grad():
+        resp = objective_inputs(model, model, batch, spec(target_tokens="response"))
+        full = objective_inputs(model, model, batch, spec(target_tokens="full_sequence"))
+    n_real = int(batch["attention_mask"].sum()) - 3  # every non-pad token but each first one
+    assert full.policy_logps.numel() == n_real
+    assert resp.policy_logps.numel() == int((batch["labels"][:, 1:] != IGNORE_INDEX).sum())
+    torch.testing.assert_close(full.response_logps, resp.response_logps)  # CE side is the same either way
+    assert not torch.allclose(sequence_mean(full.policy_logps, full.policy_index, 3),
+                              sequence_mean(resp.policy_logps, resp.policy_index, 3))
+
+
+def test_spec_rejects_bad_options():
+    with pytest.raises(KeyError, match=r"unknown training option\(s\) 'lr'; valid: loss, beta"):
+        TrainSpec.from_dict({"lr": 1.0})
+    with pytest.raises(KeyError, match="unknown loss 'kto'; valid: poft, sft"):
+        TrainSpec.from_dict({"loss": "kto"})
+    with pytest.raises(ValueError, match="target_tokens 'all'; valid: response, full_sequence"):
+        TrainSpec.from_dict({"target_tokens": "all"})
