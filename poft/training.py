@@ -25,6 +25,7 @@ import torch
 from transformers import Trainer, TrainerCallback, TrainingArguments
 from transformers.trainer_utils import get_last_checkpoint
 
+from .config import from_mapping
 from .chat import IGNORE_INDEX, TokenizationReport, tokenize_chat
 from .io import read_json, write_json
 from .losses import ObjectiveInputs, get_objective
@@ -73,11 +74,7 @@ class TrainSpec:
 
     @classmethod
     def from_dict(cls, d: dict) -> "TrainSpec":
-        valid = [f.name for f in dataclasses.fields(cls)]
-        unknown = sorted(set(d) - set(valid))
-        if unknown:
-            raise KeyError(f"unknown training option(s) {', '.join(map(repr, unknown))}; valid: {', '.join(valid)}")
-        spec = cls(**d)
+        spec = from_mapping(cls, d, "training option")
         spec.validate()
         return spec
 

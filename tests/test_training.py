@@ -123,8 +123,14 @@ def test_full_sequence_switch_averages_every_non_pad_token():
 
 
 def test_spec_rejects_bad_options():
-    with pytest.raises(KeyError, match=r"unknown training option\(s\) 'lr'; valid: loss, beta"):
+    with pytest.raises(ValueError, match=r"unknown training option\(s\) 'lr'; valid: loss, beta"):
         TrainSpec.from_dict({"lr": 1.0})
+    # Values arrive as text from YAML (1e-3 is a string there) and --set; they are converted or refused.
+    assert TrainSpec.from_dict({"learning_rate": "1e-3", "num_train_epochs": "3", "deepspeed": "null"}).learning_rate == 1e-3
+    with pytest.raises(ValueError, match="option 'num_train_epochs': expected int, got 'many'"):
+        TrainSpec.from_dict({"num_train_epochs": "many"})
+    with pytest.raises(ValueError, match="option 'gradient_checkpointing': expected true or false, got 'maybe'"):
+        TrainSpec.from_dict({"gradient_checkpointing": "maybe"})
     with pytest.raises(KeyError, match="unknown loss 'kto'; valid: poft, sft"):
         TrainSpec.from_dict({"loss": "kto"})
     with pytest.raises(ValueError, match="target_tokens 'all'; valid: response, full_sequence"):

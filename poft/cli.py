@@ -1,0 +1,251 @@
+"""`poft <verb>`: the thin command-line layer the Snakemake rules call. Each verb parses, loads, calls one
+library function and writes its outputs atomically, with a report of what was dropped or cut next to them.
+
+    poft prepare --source hf:HuggingFaceH4/ultrachat_200k --split train_sft --format ultrachat --out data.jsonl
+    poft noise   --data data.jsonl --rematch-fraction 0.5 --char-rate 0.05 --seed 0 --out noisy.jsonl
+    poft score   --data data.jsonl --model hf:meta-llama/Meta-Llama-3-8B-Instruct --out scores/llama3.json
+    poft merge-scores --scores scores/a.json scores/b.json scores/c.json --out scores/merged.json
+    poft score   --data data.jsonl --model DIR --kind ifd --out scores/ifd.json
+    poft filter  --data data.jsonl --method preference --keep 0.8 --scores scores/merged.json --out kept.json
+    poft train   --data data.jsonl --model DIR --scores scores/merged.json --config train.yaml --set loss=poft --out run/
+    poft dpo     --model run/checkpoint-N --pairs pairs.jsonl --config dpo.yaml --out run-dpo/
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+import yaml
+
+from .io import read_json, write_json
+
+log = logging.getLogger("poft")
+
+
+def _load_options(config: str | None, overrides: list[str]) -> dict:
+    """A YAML mapping of options, then `key=value` overrides (values parsed as YAML: 1e-5, true, null...)."""
+    options = {}
+    if config:
+        with open(config, encoding="utf-8") as f:
+            options = yaml.safe_load(f) or {}
+        if not isinstance(options, dict):
+            raise ValueError(f"{config}: expected a mapping of options, got {type(options).__name__}")
+    for item in overrides or []:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ValueError(f"--set {item!r}: expected key=value")
+        options[key.strip()] = yaml.safe_load(value)
+    return options
+
+
+def _conversations(path: str) -> list[dict]:
+    from .data import read_conversations
+
+    return read_conversations(path)
+
+
+def cmd_prepare(a) -> None:
+    from .data import load_conversations, save_conversations
+
+    convs, report = load_conversations(a.source, a.format, a.split, strict=not a.lenient)
+    extra = {}
+    if a.limit is not None:  # a cut is reported like any other drop
+        extra = {"n_before_limit": len(convs), "limit": a.limit}
+        convs = convs[: a.limit]
+    save_conversations(a.out, convs)
+    write_json(a.report or f"{a.out}.report.json", {**report.to_dict(), **extra})
+    log.info(report.summary())
+
+
+def cmd_noise(a) -> None:
+    from .data import save_conversations
+    from .data.noise import add_noise
+
+    noisy = add_noise(_conversations(a.data), rematch_fraction=a.rematch_fraction, char_rate=a.char_rate, seed=a.seed)
+    save_conversations(a.out, noisy)
+
+
+def cmd_score(a) -> None:
+    from .data import dataset_fingerprint
+    from .scoring import ScoreSpec, load_model_and_tokenizer, score_dataset
+
+    convs = _conversations(a.data)
+    model, tokenizer = load_model_and_tokenizer(a.model, a.device, a.dtype, a.attn)
+    spec = ScoreSpec(max_length=a.max_length, max_batch_size=a.batch_size, max_batch_tokens=a.max_batch_tokens,
+                     chunk_tokens=a.chunk_tokens, shard_size=a.shard_size, kind=a.kind)
+    meta = score_dataset(model, tokenizer, convs, a.out, spec=spec, model_name=a.name or a.model,
+                         dataset_fingerprint=dataset_fingerprint(convs), progress=not a.quiet)
+    tok = meta["tokenization"]
+    log.info("%s: scored %d samples (%d tokens) in %.1fs; truncated %d, nothing to score %d",
+             a.out, meta["n_samples"], meta["n_tokens"], meta["seconds"], tok["n_truncated"], tok["n_no_labels"])
+
+
+def cmd_merge_scores(a) -> None:
+    from .scoring import merge_scores
+
+    merged = merge_scores(a.scores, a.names)
+    write_json(a.out, merged)
+    log.info("%s: %d samples, %d without a score from every model", a.out, merged["meta"]["n_samples"],
+             merged["meta"]["n_unscored"])
+
+
+def _scores_for(scores_path: str | None, convs: list[dict], data_path: str) -> dict | None:
+    """The score file, refused if it was computed on other data than the conversations in hand."""
+    from .data import dataset_fingerprint
+    from .scoring import read_scores
+
+    if not scores_path:
+        return None
+    scores = read_scores(scores_path)
+    if scores["meta"].get("dataset_fingerprint") != dataset_fingerprint(convs):
+        raise ValueError(f"{scores_path}: scores were computed on other data than {data_path} "
+                         "(dataset fingerprints differ); rescore it")
+    return scores
+
+
+def cmd_filter(a) -> None:
+    from .filters import filter_dataset
+
+    convs = _conversations(a.data)
+    scores = _scores_for(a.scores, convs, a.data)
+    result = filter_dataset(convs, a.method, a.keep, scores=scores, scorer=a.scorer)
+    write_json(a.out, result)
+    log.info("%s: kept %d of %d", a.out, result["meta"]["n_kept"], result["meta"]["n_input"])
+
+
+def _keep(convs: list[dict], keep_path: str | None) -> list[dict]:
+    if not keep_path:
+        return convs
+    kept = set(read_json(keep_path)["kept_ids"])
+    unknown = kept - {c["id"] for c in convs}
+    if unknown:
+        raise ValueError(f"{keep_path}: {len(unknown)} kept id(s) are not in the data, e.g. {sorted(unknown)[0]!r}")
+    return [c for c in convs if c["id"] in kept]
+
+
+def cmd_train(a) -> None:
+    import dataclasses
+
+    from .scoring import load_model_and_tokenizer
+    from .training import TrainSpec, build_examples, train
+
+    spec = TrainSpec.from_dict(_load_options(a.config, a.set))
+    convs = _conversations(a.data)
+    scores = _scores_for(a.scores, convs, a.data)
+    convs = _keep(convs, a.keep_ids)
+    model, tokenizer = load_model_and_tokenizer(a.model, "cpu" if not _cuda() else "cuda", "float32",
+                                                spec.attn_implementation)
+    examples, report = build_examples(convs, tokenizer, spec.max_length, scores)
+    out = Path(a.out)
+    write_json(out / "data_report.json", report)
+    record = {"model": a.model, "data": a.data, "scores": a.scores, "keep_ids": a.keep_ids,
+              "resolved_spec": dataclasses.asdict(spec)}
+    write_json(out / "resolved_config.json", record)
+    summary = train(model, tokenizer, examples, out, spec, record)
+    log.info("%s: %d steps, %d epochs, train loss %.4f", out, summary["global_step"], summary["epochs_done"],
+             summary["train_loss"])
+
+
+def _cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def cmd_dpo(a) -> None:
+    from .dpo import DPOConfigSpec, read_pairs, run_dpo
+
+    spec = DPOConfigSpec.from_dict(_load_options(a.config, a.set))
+    metrics = run_dpo(a.model, read_pairs(a.pairs), a.out, spec)
+    log.info("%s: DPO %d steps on %d pairs", a.out, metrics["global_step"], metrics["n_pairs_trained"])
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="poft", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="verb", required=True)
+
+    s = sub.add_parser("prepare", help="read a dataset in a known format, validate it, write normalized JSONL")
+    s.add_argument("--source", required=True, help="file (.jsonl/.json/.parquet), datasets dir, or hf:<id>[:<config>]")
+    s.add_argument("--format", default="auto", help="auto | messages | sharegpt | alpaca | ultrachat | openhermes")
+    s.add_argument("--split", default="train")
+    s.add_argument("--lenient", action="store_true", help="drop and count bad rows instead of failing")
+    s.add_argument("--limit", type=int, default=None, help="keep only the first N valid conversations")
+    s.add_argument("--report", default=None, help="validation report path (default: <out>.report.json)")
+    s.add_argument("--out", required=True)
+    s.set_defaults(func=cmd_prepare)
+
+    s = sub.add_parser("noise", help="the paper's noise recipe: re-matched responses + character edits")
+    s.add_argument("--data", required=True)
+    s.add_argument("--rematch-fraction", type=float, required=True)
+    s.add_argument("--char-rate", type=float, required=True)
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--out", required=True)
+    s.set_defaults(func=cmd_noise)
+
+    s = sub.add_parser("score", help="mean response log-likelihood per sample under one model (or IFD)")
+    s.add_argument("--data", required=True)
+    s.add_argument("--model", required=True, help="local model dir or hf:<repo id>")
+    s.add_argument("--name", default=None, help="name of this model's column after merging (default: --model)")
+    s.add_argument("--kind", default="aligned", choices=["aligned", "ifd"])
+    s.add_argument("--max-length", type=int, default=4096)
+    s.add_argument("--batch-size", type=int, default=16)
+    s.add_argument("--max-batch-tokens", type=int, default=16384)
+    s.add_argument("--chunk-tokens", type=int, default=1024)
+    s.add_argument("--shard-size", type=int, default=4096)
+    s.add_argument("--device", default="auto")
+    s.add_argument("--dtype", default="auto", help="auto (bf16 on GPU, float32 on CPU) | float32 | bfloat16")
+    s.add_argument("--attn", default=None, help="attention implementation, e.g. flash_attention_2")
+    s.add_argument("--quiet", action="store_true")
+    s.add_argument("--out", required=True)
+    s.set_defaults(func=cmd_score)
+
+    s = sub.add_parser("merge-scores", help="join aligned models' score files by id into their mean")
+    s.add_argument("--scores", nargs="+", required=True)
+    s.add_argument("--names", nargs="+", default=None)
+    s.add_argument("--out", required=True)
+    s.set_defaults(func=cmd_merge_scores)
+
+    s = sub.add_parser("filter", help="keep the top share of a dataset by preference score, IFD or a scorer")
+    s.add_argument("--data", required=True)
+    s.add_argument("--method", required=True, help="preference | ifd | scorer")
+    s.add_argument("--keep", type=float, required=True, help="share of samples to keep, in (0, 1]")
+    s.add_argument("--scores", default=None, help="merged scores (preference) or an IFD score file")
+    s.add_argument("--scorer", default=None, help="for --method scorer: a registered name or module:function")
+    s.add_argument("--out", required=True)
+    s.set_defaults(func=cmd_filter)
+
+    for verb, func, helptext in (("train", cmd_train, "SFT or PoFT training, a checkpoint per epoch, resumable"),
+                                 ("dpo", cmd_dpo, "DPO continuation from a checkpoint through TRL")):
+        s = sub.add_parser(verb, help=helptext)
+        s.add_argument("--model", required=True, help="local model dir / checkpoint or hf:<repo id>")
+        if verb == "train":
+            s.add_argument("--data", required=True)
+            s.add_argument("--scores", default=None, help="merged aligned scores (needed for loss=poft)")
+            s.add_argument("--keep-ids", default=None, help="a filter's output: train on these ids only")
+        else:
+            s.add_argument("--pairs", required=True, help="JSONL of {id, prompt, chosen, rejected}")
+        s.add_argument("--config", default=None, help="YAML mapping of options")
+        s.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override one option")
+        s.add_argument("--out", required=True)
+        s.set_defaults(func=func)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except (ValueError, KeyError, FileNotFoundError) as e:
+        # Bad input is the user's to fix: one clear line, not a traceback.
+        msg = e.args[0] if isinstance(e, KeyError) and e.args else str(e)
+        print(f"poft {args.verb}: error: {msg}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
