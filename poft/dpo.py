@@ -96,19 +96,9 @@ def validate_pairs(pairs: list[dict]) -> None:
 
 def read_pairs(path: str | Path) -> list[dict]:
     """Read preference pairs from JSONL (blank lines skipped); malformed lines name the file and line number."""
-    pairs = []
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise ValueError(f"{path}:{lineno}: malformed JSON ({e.msg})") from None
-            if not isinstance(row, dict):
-                raise ValueError(f"{path}:{lineno}: expected a JSON object, got {type(row).__name__}")
-            pairs.append(row)
-    return pairs
+    from poft.data.readers import FILE_READERS
+
+    return FILE_READERS[".jsonl"](Path(path), str(path))
 
 
 def run_dpo(model_dir: str, pairs: list[dict], out_dir: str, cfg: DPOConfigSpec) -> dict:
