@@ -1,11 +1,11 @@
-"""Assistant masks on three real-world chat templates (ChatML, Llama-3, Zephyr)."""
+"""Assistant masks on real-world chat templates (ChatML, Llama-3, Zephyr, Phi-3)."""
 
 import pytest
 from conftest import make_tokenizer
 
 from poft.chat import IGNORE_INDEX, ChatTemplateError, TokenizationReport, response_only, tokenize_chat
 
-EOT = {"chatml": "<|im_end|>", "llama3": "<|eot_id|>", "zephyr": "</s>"}
+EOT = {"chatml": "<|im_end|>", "llama3": "<|eot_id|>", "zephyr": "</s>", "phi3": "<|end|>"}
 
 
 @pytest.mark.parametrize("name", sorted(EOT))
