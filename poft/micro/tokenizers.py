@@ -34,6 +34,12 @@ PHI3 = (
     "{% for message in messages %}{{ '<|' + message['role'] + '|>\n' + message['content'] + '<|end|>\n' }}{% endfor %}"
     "{% if add_generation_prompt %}{{ '<|assistant|>\n' }}{% else %}{{ eos_token }}{% endif %}"
 )
+# Gemma style: the assistant is "model", turns end with <end_of_turn>, BOS rendered by the template.
+GEMMA = (
+    "{{ bos_token }}{% for message in messages %}{% set role = 'model' if message['role'] == 'assistant' else message['role'] %}"
+    "{{ '<start_of_turn>' + role + '\n' + message['content'] + '<end_of_turn>\n' }}{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<start_of_turn>model\n' }}{% endif %}"
+)
 
 
 @dataclass(frozen=True)
@@ -50,6 +56,7 @@ TEMPLATES: dict[str, TemplateSpec] = {
     "llama3": TemplateSpec(LLAMA3, "<|begin_of_text|>", "<|eot_id|>",
                            ("<|begin_of_text|>", "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"), True),
     "zephyr": TemplateSpec(ZEPHYR, "<s>", "</s>", ("<s>", "</s>", "<|user|>", "<|assistant|>", "<|system|>"), True),
+    "gemma": TemplateSpec(GEMMA, "<bos>", "<eos>", ("<bos>", "<eos>", "<start_of_turn>", "<end_of_turn>"), True),
     "phi3": TemplateSpec(PHI3, "<s>", "<|endoftext|>",
                          ("<s>", "<|endoftext|>", "<|user|>", "<|assistant|>", "<|system|>", "<|end|>"), True),
 }
