@@ -137,6 +137,22 @@ def assistant_char_spans(tokenizer, messages: list[dict]) -> tuple[str, list[tup
     return text, spans
 
 
+def end_of_turn_token(tokenizer) -> str:
+    """The special token this template puts after an assistant turn (generation stops there)."""
+    probe = [{"role": "user", "content": "ping"}, {"role": "assistant", "content": "pong"}]
+    text, spans = assistant_char_spans(tokenizer, probe)
+    start, end = spans[0]
+    return next(s for s in _special_strings(tokenizer) if text[start:end].endswith(s))
+
+
+def prompt_ids(tokenizer, messages: list[dict]) -> list[int]:
+    """Token ids of the conversation so far plus the generation prompt, BOS exactly once."""
+    ids = list(tokenizer(render(tokenizer, messages, add_generation_prompt=True), add_special_tokens=False)["input_ids"])
+    if _adds_bos(tokenizer) and not (ids and ids[0] == tokenizer.bos_token_id):
+        ids.insert(0, tokenizer.bos_token_id)
+    return ids
+
+
 def tokenize_chat(tokenizer, messages: list[dict], max_length: int | None = None) -> TokenizedChat:
     """input_ids and labels for one conversation; labels only on assistant content + end-of-turn tokens."""
     text, spans = assistant_char_spans(tokenizer, messages)

@@ -1,0 +1,46 @@
+"""Batched, left-padded generation gives what one-at-a-time generation gives, and stops at end of turn."""
+
+import pytest
+import torch
+from conftest import make_tokenizer, tiny_llama
+
+from poft.chat import end_of_turn_token, prompt_ids
+from poft.evaluation.generation import GenerationSpec, generate
+
+PROMPTS = [
+    [{"role": "user", "content": "What is 2 + 3?"}],
+    [{"role": "system", "content": "You are a helpful assistant."}, {"role": "user", "content": "Reverse the word cat."}],
+    [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "Hello there."}, {"role": "user", "content": "Count to five."}],
+]
+
+
+@pytest.mark.parametrize("name", ["llama3", "chatml", "gemma"])
+def test_batched_equals_single(name):
+    tok = make_tokenizer(name)
+    model = tiny_llama(len(tok), seed=5)
+    spec = GenerationSpec(max_new_tokens=8, batch_size=3)
+    batched = generate(model, tok, PROMPTS, spec)
+    single = [generate(model, tok, [p], GenerationSpec(max_new_tokens=8, batch_size=1))[0] for p in PROMPTS]
+    assert batched == single
+
+
+def test_stops_at_end_of_turn_token():
+    tok = make_tokenizer("chatml")
+    model = tiny_llama(len(tok), seed=1)
+    eot = tok.convert_tokens_to_ids(end_of_turn_token(tok))
+    target = tok("5.", add_special_tokens=False)["input_ids"] + [eot] + tok(" junk", add_special_tokens=False)["input_ids"]
+    n_prompt = len(prompt_ids(tok, PROMPTS[0]))
+    # Force the model to emit `target` by biasing the output layer position by position.
+    forced = iter(target + [eot] * 10)
+
+    def force(module, args, output):
+        output[:, -1, :] = -1e9
+        output[:, -1, next(forced)] = 0.0
+        return output
+
+    handle = model.lm_head.register_forward_hook(force)
+    try:
+        out = generate(model, tok, [PROMPTS[0]], GenerationSpec(max_new_tokens=10))
+    finally:
+        handle.remove()
+    assert out == ["5."] and n_prompt > 0
