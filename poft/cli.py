@@ -163,6 +163,13 @@ def cmd_dpo(a) -> None:
     log.info("%s: DPO %d steps on %d pairs", a.out, metrics["global_step"], metrics["n_pairs_trained"])
 
 
+def cmd_micro(a) -> None:
+    from .micro.build import build, run_stage
+
+    result = build(a.out, a.seed) if a.stage == "build" else run_stage(a.out, a.stage, a.seed, a.name)
+    log.info("micro %s done in %ss", a.stage, result.get("seconds", result.get("total_seconds")))
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="poft", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="verb", required=True)
@@ -231,6 +238,13 @@ def build_parser() -> argparse.ArgumentParser:
         s.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override one option")
         s.add_argument("--out", required=True)
         s.set_defaults(func=func)
+
+    s = sub.add_parser("micro", help="build the offline micro world (data, tokenizers, base and aligned models)")
+    s.add_argument("stage", choices=["build", "data", "base", "aligned", "manifest"])
+    s.add_argument("--out", required=True)
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--name", default=None, help="for base / aligned: which model (see poft.micro.build)")
+    s.set_defaults(func=cmd_micro)
     return p
 
 

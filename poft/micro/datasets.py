@@ -1,0 +1,371 @@
+"""Datasets of the micro world: aligned instruction data, SFT sets of uneven quality, DPO pairs, benchmarks.
+
+Every item (an arithmetic pair, a word, a country) belongs to exactly one split, `aligned`, `sft` or
+`bench`, so no benchmark item is ever trained on as an instruction. World knowledge itself comes from the
+prose corpus, which states every fact of every country, word and pair.
+
+Every function is a pure function of `(world, seed, size)`: each dataset draws from its own
+`random.Random` seeded with a string naming it, so adding one dataset never shifts another.
+"""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+from typing import Callable
+
+from poft.data import save_conversations
+from poft.data.noise import add_noise
+from poft.io import write_json, write_jsonl, write_text
+from poft.micro.world import TASKS, Task, World, canonical_response, prose_corpus
+
+SPLITS = ("aligned", "sft", "bench")
+SPLIT_FRACTIONS = {"aligned": 0.4, "sft": 0.35, "bench": 0.25}
+
+SYSTEM_PROMPT = "You are a helpful assistant."
+MULTI_TURN_RATE = 0.3
+SYSTEM_RATE = 0.2
+
+FLAWS = ("clean", "wrong", "boilerplate", "truncated", "noise")
+BOILERPLATE = (
+    "I am not able to answer that.",
+    "I'm sorry, but I cannot help with that request.",
+    "As an AI language model, I do not have that information.",
+    "That is a great question! Let me know if you have any other questions.",
+)
+TRUNCATIONS = ("The answer", "The answer is", "The ans")
+
+# Flaw rates per SFT set (the rest is clean); counts are exact, round(rate * n), placed at random positions.
+PROFILES: dict[str, dict[str, float]] = {
+    "ultrachat": {"wrong": 0.04, "boilerplate": 0.04, "truncated": 0.02},  # mostly clean: 10%
+    "sharegpt": {"wrong": 0.15, "boilerplate": 0.10, "truncated": 0.05},  # mixed: 30%
+    "openhermes": {"wrong": 0.20, "boilerplate": 0.15, "truncated": 0.10},  # wide spread: 45%
+    "clean": {},  # control: 0%
+}
+NOISE = {"rematch_fraction": 0.5, "char_rate": 0.05}  # the PoFT paper's recipe, applied to the openhermes-like set
+
+Pool = dict[str, list[tuple]]  # task type -> the items of that type in one split
+
+# How a task's items are grouped for splitting: all tasks on a word share the word's split, all fact tasks
+# on a country share the country's split; arithmetic pairs are split per task.
+_UNIT: dict[str, Callable[[tuple], object]] = {
+    "reverse": lambda it: ("word", it[0]),
+    "count": lambda it: ("word", it[0]),
+    "capital": lambda it: ("country", it[0]),
+    "color": lambda it: ("country", it[0]),
+    "lucky": lambda it: ("country", it[0]),
+}
+
+
+def _unit(task: str, item: tuple) -> object:
+    return _UNIT[task](item) if task in _UNIT else (task, item)
+
+
+def _partition(units: list, rng: random.Random) -> dict[str, set]:
+    """Shuffle `units` and cut them by `SPLIT_FRACTIONS`; every split gets at least one unit."""
+    if len(units) < len(SPLITS):
+        raise ValueError(f"need at least {len(SPLITS)} units to split, got {len(units)}")
+    order = list(units)
+    rng.shuffle(order)
+    n = len(order)
+    n_aligned = max(1, round(SPLIT_FRACTIONS["aligned"] * n))
+    n_sft = max(1, min(n - n_aligned - 1, round(SPLIT_FRACTIONS["sft"] * n)))
+    return {
+        "aligned": set(order[:n_aligned]),
+        "sft": set(order[n_aligned:n_aligned + n_sft]),
+        "bench": set(order[n_aligned + n_sft:]),
+    }
+
+
+def split_items(world: World, rng: random.Random) -> dict[str, Pool]:
+    """Assign every task item to exactly one of aligned / sft / bench (items of one word or country together)."""
+    units_by_group: dict[object, list] = {}
+    for name, task in TASKS.items():
+        for item in task.items(world):
+            u = _unit(name, item)
+            group = u[0] if name in _UNIT else name
+            lst = units_by_group.setdefault(group, [])
+            if u not in lst:
+                lst.append(u)
+    assignment: dict[object, str] = {}
+    for group in units_by_group:  # insertion order: follows TASKS, never hash order
+        for split, units in _partition(units_by_group[group], rng).items():
+            for u in units:
+                assignment[u] = split
+    pools: dict[str, Pool] = {s: {} for s in SPLITS}
+    for name, task in TASKS.items():
+        for s in SPLITS:
+            pools[s][name] = []
+        for item in task.items(world):
+            pools[assignment[_unit(name, item)]][name].append(tuple(item))
+    return pools
+
+
+def pools_for(world: World, seed: int) -> dict[str, Pool]:
+    """The item splits every dataset of `seed` uses."""
+    return split_items(world, random.Random(f"{seed}:splits"))
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Conversations
+# ----------------------------------------------------------------------------------------------------------
+
+
+def flawed_response(task: Task, flaw: str, world: World, rng: random.Random) -> str:
+    """The assistant response for `task` with `flaw` (clean, wrong, boilerplate, truncated)."""
+    if flaw == "clean":
+        return canonical_response(task.answer)
+    if flaw == "wrong":
+        wrong = TASKS[task.type].wrong(task.item, world)
+        assert wrong != task.answer, task
+        return canonical_response(wrong)
+    if flaw == "boilerplate":
+        return rng.choice(BOILERPLATE)
+    if flaw == "truncated":
+        return rng.choice(TRUNCATIONS)
+    raise ValueError(f"unknown flaw {flaw!r} (expected clean, wrong, boilerplate or truncated)")
+
+
+def _draw_task(rng: random.Random, world: World, pool: Pool) -> Task:
+    """A task of a uniformly chosen type (among those with items in `pool`), then a uniform item and phrasing."""
+    types = [t for t in TASKS if pool.get(t)]
+    if not types:
+        raise ValueError("empty item pool")
+    name = rng.choice(types)
+    return TASKS[name].make(rng, world, pool[name])
+
+
+def _conversation(
+    rng: random.Random, world: World, pool: Pool, n_turns: int | None, flaw: str, split: str | None,
+    conv_id: str | None, system: bool | None,
+) -> tuple[dict, list[Task]]:
+    if n_turns is None:
+        n_turns = 2 if rng.random() < MULTI_TURN_RATE else 1
+    if n_turns < 1:
+        raise ValueError(f"n_turns must be >= 1, got {n_turns}")
+    if system is None:
+        system = rng.random() < SYSTEM_RATE
+    tasks = [_draw_task(rng, world, pool) for _ in range(n_turns)]
+    flaw_turn = rng.randrange(n_turns) if flaw != "clean" else None
+    messages = [{"role": "system", "content": SYSTEM_PROMPT}] if system else []
+    for j, task in enumerate(tasks):
+        messages.append({"role": "user", "content": task.prompt})
+        messages.append({"role": "assistant", "content": flawed_response(task, flaw if j == flaw_turn else "clean", world, rng)})
+    meta = {
+        "tasks": [t.type for t in tasks], "keys": [t.key for t in tasks], "answers": [t.answer for t in tasks],
+        "flaw": flaw, "flaw_turn": flaw_turn, "split": split,
+    }
+    if conv_id is None:
+        from poft.data.ids import stable_id
+
+        conv_id = stable_id(messages)
+    return {"id": conv_id, "messages": messages, "meta": meta}, tasks
+
+
+def make_conversation(
+    rng: random.Random, world: World, pool: Pool, n_turns: int | None = None, *, flaw: str = "clean",
+    split: str | None = None, conv_id: str | None = None, system: bool | None = None,
+) -> dict:
+    """A normalized conversation of `n_turns` tasks from `pool` (None: 2 with p=0.3, else 1).
+
+    A system turn is added with p=0.2 unless `system` says. With a flaw, exactly one assistant turn (chosen at
+    random, `meta["flaw_turn"]`) carries it. `meta` holds the hidden labels: tasks, keys, answers, flaw, split.
+    """
+    return _conversation(rng, world, pool, n_turns, flaw, split, conv_id, system)[0]
+
+
+def _flaw_labels(profile: dict[str, float], n: int, rng: random.Random) -> list[str]:
+    labels: list[str] = []
+    for flaw in ("wrong", "boilerplate", "truncated"):
+        labels += [flaw] * round(profile.get(flaw, 0.0) * n)
+    if len(labels) > n:
+        raise ValueError(f"flaw rates of {profile} add up to more than 1")
+    labels += ["clean"] * (n - len(labels))
+    rng.shuffle(labels)
+    return labels
+
+
+def _make_set(world: World, seed: int, name: str, profile: dict[str, float], n: int, pools: dict[str, Pool]) -> list[dict]:
+    rng = random.Random(f"{seed}:sft:{name}")
+    labels = _flaw_labels(profile, n, rng)
+    return [
+        make_conversation(rng, world, pools["sft"], flaw=labels[i], split="sft", conv_id=f"{name}-{i:05d}")
+        for i in range(n)
+    ]
+
+
+def make_noisy(conversations: list[dict], seed: int) -> list[dict]:
+    """`add_noise` with the paper's recipe; chosen conversations get meta flaw "noise" (base flaw kept)."""
+    noisy = add_noise(conversations, seed=seed, **NOISE)
+    for conv in noisy:
+        meta = conv["meta"]
+        if "noise" in meta:
+            meta["base_flaw"], meta["base_flaw_turn"] = meta["flaw"], meta["flaw_turn"]
+            meta["flaw"], meta["flaw_turn"] = "noise", None
+            for msg in conv["messages"]:
+                if not msg["content"].strip():  # corruption could in principle delete a whole short reply
+                    msg["content"] = "..."
+    return noisy
+
+
+def make_sft_sets(world: World, seed: int, n_per_set: int) -> dict[str, list[dict]]:
+    """ultrachat / sharegpt / openhermes / clean per `PROFILES`, plus `noisy` = openhermes through `add_noise`."""
+    pools = pools_for(world, seed)
+    sets = {name: _make_set(world, seed, name, profile, n_per_set, pools) for name, profile in PROFILES.items()}
+    sets["noisy"] = make_noisy(sets["openhermes"], seed=int(random.Random(f"{seed}:noise").getrandbits(31)))
+    return sets
+
+
+def make_aligned_set(world: World, seed: int, n: int) -> list[dict]:
+    """Clean instruction conversations from the `aligned` pool, for training the aligned models."""
+    rng = random.Random(f"{seed}:aligned")
+    pool = pools_for(world, seed)["aligned"]
+    return [make_conversation(rng, world, pool, split="aligned", conv_id=f"aligned-{i:05d}") for i in range(n)]
+
+
+PAIR_FLAWS = ("wrong", "wrong", "boilerplate", "truncated")  # rejected replies: half wrong answers
+
+
+def make_preference_pairs(world: World, seed: int, n: int) -> list[dict]:
+    """DPO pairs in TRL conversational format from the `sft` pool: clean chosen vs flawed rejected last reply."""
+    rng = random.Random(f"{seed}:pairs")
+    pool = pools_for(world, seed)["sft"]
+    pairs = []
+    for i in range(n):
+        conv, tasks = _conversation(rng, world, pool, None, "clean", "sft", f"pair-{i:05d}", None)
+        flaw = rng.choice(PAIR_FLAWS)
+        rejected = flawed_response(tasks[-1], flaw, world, rng)
+        pairs.append({
+            "id": conv["id"],
+            "prompt": conv["messages"][:-1],
+            "chosen": [conv["messages"][-1]],
+            "rejected": [{"role": "assistant", "content": rejected}],
+            "meta": {"tasks": conv["meta"]["tasks"], "keys": conv["meta"]["keys"], "rejected_flaw": flaw, "split": "sft"},
+        })
+    return pairs
+
+
+def make_benchmarks(world: World, seed: int, n_per_task: int) -> dict[str, list[dict]]:
+    """Held-out `bench` items: {"gen": generate-until rows, "mc": 4-way multiple-choice rows}, same items in both.
+
+    Per task, distinct (item, phrasing) prompts are taken round by round (every item once before any item
+    twice), so a task whose bench pool is small yields fewer than `n_per_task` rows rather than duplicates.
+    """
+    rng = random.Random(f"{seed}:bench")
+    pool = pools_for(world, seed)["bench"]
+    gen, mc = [], []
+    for name, task_type in TASKS.items():
+        items = list(pool[name])
+        rng.shuffle(items)
+        n_phr = len(task_type.phrasings)
+        offsets = [rng.randrange(n_phr) for _ in items]
+        combos = [(item, (off + r) % n_phr) for r in range(n_phr) for item, off in zip(items, offsets)]
+        for j, (item, phrasing) in enumerate(combos[:n_per_task]):
+            task = task_type.make_item(item, world, phrasing)
+            rid = f"{name}-{j:04d}"
+            gen.append({"id": rid, "task": name, "prompt": task.prompt, "answer": task.answer})
+            wrong = task_type.distractors(item, world, rng)[:3]
+            if len(wrong) < 3:
+                raise ValueError(f"task {name}: fewer than 3 distractors for {item}")
+            choices = [canonical_response(w) for w in wrong]
+            gold = rng.randrange(4)
+            choices.insert(gold, canonical_response(task.answer))
+            mc.append({"id": rid, "task": name, "prompt": task.prompt, "choices": choices, "gold": gold})
+    return {"gen": gen, "mc": mc}
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Writing a world to disk in the layouts real datasets come in
+# ----------------------------------------------------------------------------------------------------------
+
+DEFAULT_SIZES = {"n_countries": 24, "prose": 4000, "aligned": 600, "sft": 600, "pairs": 400, "bench_per_task": 40}
+SHAREGPT_FROM = {"system": "system", "user": "human", "assistant": "gpt"}
+SFT_FORMATS = {"ultrachat": "ultrachat", "sharegpt": "sharegpt", "openhermes": "sharegpt", "clean": "sharegpt",
+               "noisy": "sharegpt"}
+
+
+def _hidden(conv: dict) -> dict:
+    """The analysis labels written as extra row fields (loaders carry them into `meta`)."""
+    meta = conv["meta"]
+    out = {"flaw": meta["flaw"], "flaw_turn": meta["flaw_turn"], "tasks": meta["tasks"]}
+    for k in ("base_flaw", "noise"):
+        if k in meta:
+            out[k] = meta[k]
+    return out
+
+
+def to_sharegpt(conv: dict) -> dict:
+    return {
+        "id": conv["id"],
+        "conversations": [{"from": SHAREGPT_FROM[m["role"]], "value": m["content"]} for m in conv["messages"]],
+        **_hidden(conv),
+    }
+
+
+def to_ultrachat(conv: dict) -> dict:
+    """HuggingFaceH4/ultrachat_200k layout: `prompt` is the first user turn, `messages` holds the whole chat."""
+    first_user = next(m["content"] for m in conv["messages"] if m["role"] == "user")
+    return {"prompt_id": conv["id"], "prompt": first_user, "messages": conv["messages"], **_hidden(conv)}
+
+
+def flaw_rates(labels: list[str]) -> dict[str, float]:
+    n = len(labels)
+    return {f: round(labels.count(f) / n, 6) for f in FLAWS if labels.count(f)} if n else {}
+
+
+def write_world(out_dir: str | Path, seed: int, sizes: dict | None = None) -> dict:
+    """Generate the whole micro world for `seed` and write it under `out_dir`; returns per-file counts and rates.
+
+    Layout::
+
+        world.json                  the fact base (World.to_dict)
+        prose.txt                   pretraining prose, one sentence per line
+        aligned.jsonl               clean instruction data, poft's normalized form
+        sft/ultrachat.jsonl         UltraChat layout {"prompt_id", "prompt", "messages", <hidden labels>}
+        sft/{sharegpt,openhermes,clean,noisy}.jsonl
+                                    ShareGPT layout {"id", "conversations": [{"from", "value"}], <hidden labels>}
+        pairs.jsonl                 DPO pairs {"id", "prompt", "chosen", "rejected", "meta"}
+        bench/gen.jsonl             {"id", "task", "prompt", "answer"}
+        bench/mc.jsonl              {"id", "task", "prompt", "choices", "gold"}
+
+    Same seed and sizes give byte-identical files.
+    """
+    unknown = set(sizes or {}) - set(DEFAULT_SIZES)
+    if unknown:
+        raise ValueError(f"unknown size keys: {', '.join(sorted(unknown))} (valid: {', '.join(DEFAULT_SIZES)})")
+    sz = {**DEFAULT_SIZES, **(sizes or {})}
+    out = Path(out_dir)
+    world = World.generate(seed, sz["n_countries"])
+    files: dict[str, dict] = {}
+
+    write_json(out / "world.json", world.to_dict())
+    files["world.json"] = {"n_countries": len(world.countries)}
+
+    prose = prose_corpus(world, random.Random(f"{seed}:prose"), sz["prose"])
+    write_text(out / "prose.txt", "\n".join(prose) + "\n")
+    files["prose.txt"] = {"n": len(prose)}
+
+    aligned = make_aligned_set(world, seed, sz["aligned"])
+    save_conversations(out / "aligned.jsonl", aligned)
+    files["aligned.jsonl"] = {"format": "normalized", "n": len(aligned), "flaw_rates": flaw_rates([c["meta"]["flaw"] for c in aligned])}
+
+    for name, convs in make_sft_sets(world, seed, sz["sft"]).items():
+        fmt = SFT_FORMATS[name]
+        rel = f"sft/{name}.jsonl"
+        write_jsonl(out / rel, [to_ultrachat(c) if fmt == "ultrachat" else to_sharegpt(c) for c in convs])
+        files[rel] = {"format": fmt, "n": len(convs), "flaw_rates": flaw_rates([c["meta"]["flaw"] for c in convs])}
+
+    pairs = make_preference_pairs(world, seed, sz["pairs"])
+    write_jsonl(out / "pairs.jsonl", pairs)
+    files["pairs.jsonl"] = {"n": len(pairs), "rejected_flaw_rates": flaw_rates([p["meta"]["rejected_flaw"] for p in pairs])}
+
+    bench = make_benchmarks(world, seed, sz["bench_per_task"])
+    for kind, rows in bench.items():
+        rel = f"bench/{kind}.jsonl"
+        write_jsonl(out / rel, rows)
+        per_task: dict[str, int] = {}
+        for r in rows:
+            per_task[r["task"]] = per_task.get(r["task"], 0) + 1
+        files[rel] = {"n": len(rows), "per_task": per_task}
+
+    return {"seed": seed, "sizes": sz, "files": files}
