@@ -93,6 +93,15 @@ def _adds_bos(tokenizer) -> bool:
     return len(ids) > 0 and ids[0] == tokenizer.bos_token_id
 
 
+def _with_bos(tokenizer, ids: list[int], offsets: list | None = None) -> None:
+    """BOS exactly once: templates that render bos_token already carry it; otherwise add it where the
+    tokenizer would have (never both, which silently shifts every Llama-style model off-distribution)."""
+    if _adds_bos(tokenizer) and not (ids and ids[0] == tokenizer.bos_token_id):
+        ids.insert(0, tokenizer.bos_token_id)
+        if offsets is not None:
+            offsets.insert(0, (0, 0))
+
+
 def _end_of_turn(tokenizer, text: str, start: int, stop: int) -> int:
     """Index just past the first special token in text[start:stop] — the assistant's end-of-turn marker."""
     window = text[start:stop]
@@ -148,8 +157,7 @@ def end_of_turn_token(tokenizer) -> str:
 def prompt_ids(tokenizer, messages: list[dict]) -> list[int]:
     """Token ids of the conversation so far plus the generation prompt, BOS exactly once."""
     ids = list(tokenizer(render(tokenizer, messages, add_generation_prompt=True), add_special_tokens=False)["input_ids"])
-    if _adds_bos(tokenizer) and not (ids and ids[0] == tokenizer.bos_token_id):
-        ids.insert(0, tokenizer.bos_token_id)
+    _with_bos(tokenizer, ids)
     return ids
 
 
@@ -158,11 +166,7 @@ def tokenize_chat(tokenizer, messages: list[dict], max_length: int | None = None
     text, spans = assistant_char_spans(tokenizer, messages)
     enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
     ids, offsets = list(enc["input_ids"]), list(enc["offset_mapping"])
-    # BOS exactly once: templates that render bos_token already carry it; otherwise add it where the
-    # tokenizer would have (never both, which silently shifts every Llama-style model off-distribution).
-    if _adds_bos(tokenizer) and not (ids and ids[0] == tokenizer.bos_token_id):
-        ids.insert(0, tokenizer.bos_token_id)
-        offsets.insert(0, (0, 0))
+    _with_bos(tokenizer, ids, offsets)
     labels = [IGNORE_INDEX] * len(ids)
     span_i = 0
     for t, (a, b) in enumerate(offsets):

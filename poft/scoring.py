@@ -50,9 +50,13 @@ def _logits_transform(config):
     return transform
 
 
-def _chunk_logps(lm_head, transform, hidden: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    logits = transform(lm_head(hidden)).float()  # [chunk, V], the only vocab-sized tensor alive
+def target_logps(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """log softmax(logits)[target] for logits [N, V] (float32) and targets [N], without a [N, V] log-softmax."""
     return logits.gather(-1, targets[:, None]).squeeze(-1) - torch.logsumexp(logits, dim=-1)
+
+
+def _chunk_logps(lm_head, transform, hidden: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    return target_logps(transform(lm_head(hidden)).float(), targets)  # [chunk, V]: the only vocab-sized tensor
 
 
 def token_logprobs(
@@ -86,16 +90,20 @@ def token_logprobs(
     return logps, sample_index
 
 
-def pad_batch(samples: list[TokenizedChat], pad_id: int) -> dict[str, torch.Tensor]:
-    """Right-pad to the longest sample in the batch (never to max_length)."""
-    width = max(len(s.input_ids) for s in samples)
-    ids = torch.full((len(samples), width), pad_id, dtype=torch.long)
-    labels = torch.full((len(samples), width), IGNORE_INDEX, dtype=torch.long)
-    mask = torch.zeros((len(samples), width), dtype=torch.long)
-    for i, s in enumerate(samples):
-        n = len(s.input_ids)
-        ids[i, :n] = torch.tensor(s.input_ids)
-        labels[i, :n] = torch.tensor(s.labels)
+def pad_batch(samples: list[TokenizedChat] | list[dict], pad_id: int) -> dict[str, torch.Tensor]:
+    """Right-pad to the longest sample in the batch (never to max_length).
+
+    samples: TokenizedChat objects or dicts with "input_ids" and "labels" (the training examples).
+    """
+    pairs = [(s["input_ids"], s["labels"]) if isinstance(s, dict) else (s.input_ids, s.labels) for s in samples]
+    width = max(len(ids) for ids, _ in pairs)
+    ids = torch.full((len(pairs), width), pad_id, dtype=torch.long)
+    labels = torch.full((len(pairs), width), IGNORE_INDEX, dtype=torch.long)
+    mask = torch.zeros((len(pairs), width), dtype=torch.long)
+    for i, (sample_ids, sample_labels) in enumerate(pairs):
+        n = len(sample_ids)
+        ids[i, :n] = torch.tensor(sample_ids)
+        labels[i, :n] = torch.tensor(sample_labels)
         mask[i, :n] = 1
     return {"input_ids": ids, "attention_mask": mask, "labels": labels}
 

@@ -29,7 +29,7 @@ from .config import from_mapping
 from .chat import IGNORE_INDEX, TokenizationReport, tokenize_chat
 from .io import read_json, write_json
 from .losses import ObjectiveInputs, get_objective
-from .scoring import pad_token_id, token_logprobs
+from .scoring import pad_batch, pad_token_id, target_logps, token_logprobs
 
 log = logging.getLogger(__name__)
 
@@ -142,17 +142,7 @@ class ChatCollator:
     pad_id: int
 
     def __call__(self, examples: list[dict]) -> dict:
-        width = max(len(e["input_ids"]) for e in examples)
-        batch = {
-            "input_ids": torch.full((len(examples), width), self.pad_id, dtype=torch.long),
-            "attention_mask": torch.zeros((len(examples), width), dtype=torch.long),
-            "labels": torch.full((len(examples), width), IGNORE_INDEX, dtype=torch.long),
-        }
-        for i, e in enumerate(examples):
-            n = len(e["input_ids"])
-            batch["input_ids"][i, :n] = torch.tensor(e["input_ids"])
-            batch["labels"][i, :n] = torch.tensor(e["labels"])
-            batch["attention_mask"][i, :n] = 1
+        batch = pad_batch(examples, self.pad_id)
         if examples[0]["aligned"] is not None:
             batch["aligned_scores"] = torch.tensor([e["aligned"] for e in examples], dtype=torch.float32)
         batch["sample_ids"] = [e["id"] for e in examples]
@@ -176,8 +166,7 @@ def objective_inputs(model, head_model, batch: dict, spec: TrainSpec) -> Objecti
         logits = model(input_ids=ids, attention_mask=mask).logits[:, :-1].float()
         keep = scored[:, 1:] != IGNORE_INDEX
         index = keep.nonzero()[:, 0]
-        logits = logits[keep]
-        logps = logits.gather(-1, scored[:, 1:][keep][:, None]).squeeze(-1) - torch.logsumexp(logits, -1)
+        logps = target_logps(logits[keep], scored[:, 1:][keep])
     aligned = batch.get("aligned_scores")
     if spec.target_tokens == "response":
         return ObjectiveInputs(logps, index, logps, index, ids.shape[0], aligned)
