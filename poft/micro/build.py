@@ -103,33 +103,40 @@ def stage_aligned(out: Path, seed: int, name: str, pretrain_spec: PretrainSpec =
             "sft": {"steps": summary["global_step"], "train_loss": summary["train_loss"], "data": report}}
 
 
-def aligned_scores(out: Path, conversations: list[dict]) -> dict[str, list[float]]:
-    """Each aligned model's mean response log-likelihood per conversation (own template and tokenizer)."""
+def aligned_scores(out: Path, datasets: dict[str, list[dict]]) -> dict[str, dict[str, list[float]]]:
+    """{dataset: {aligned model: mean response log-likelihood per conversation}}, own template and tokenizer.
+
+    Each aligned model is loaded once and scores every dataset.
+    """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    scores = {}
-    for name in ALIGNED:
-        path = out / "models" / name
+    scores: dict[str, dict[str, list[float]]] = {name: {} for name in datasets}
+    for model_name in ALIGNED:
+        path = out / "models" / model_name
         tokenizer = AutoTokenizer.from_pretrained(path)
         model = AutoModelForCausalLM.from_pretrained(path).eval()
-        chats = [tokenize_chat(tokenizer, c["messages"], 256) for c in conversations]
-        scores[name] = [s for s, _ in mean_logprobs(model, chats, pad_token_id(tokenizer), max_batch_size=64)]
+        for name, conversations in datasets.items():
+            chats = [tokenize_chat(tokenizer, c["messages"], 256) for c in conversations]
+            pad = pad_token_id(tokenizer)
+            scores[name][model_name] = [s for s, _ in mean_logprobs(model, chats, pad, max_batch_size=64)]
     return scores
 
 
 def stage_manifest(out: Path, seed: int) -> dict:
     """Sizes, flaw rates, parameter counts, and how well the aligned models tell clean from flawed samples."""
     stages = {p.stem: read_json(p) for p in sorted((out / "stages").glob("*.json"))}
-    aucs = {}
+    labelled = {}
     for name, fmt in SFT_FORMATS.items():
         convs, _ = load_conversations(str(out / "data" / "sft" / f"{name}.jsonl"), fmt)
-        clean = [c["meta"]["flaw"] == "clean" for c in convs]
-        if all(clean) or not any(clean):
-            aucs[name] = None  # the clean control has no flawed sample to tell apart
-            continue
-        per_model = aligned_scores(out, convs)
+        labelled[name] = (convs, [c["meta"]["flaw"] == "clean" for c in convs])
+    # The clean control has no flawed sample to tell apart: its AUC is None, and it is not scored.
+    mixed = {name: convs for name, (convs, clean) in labelled.items() if any(clean) and not all(clean)}
+    scores = aligned_scores(out, mixed)
+    aucs = {name: None for name in labelled}
+    for name, per_model in scores.items():
+        clean = labelled[name][1]
         mean = [sum(v) / len(v) for v in zip(*per_model.values())]
-        aucs[name] = {"mean": roc_auc(mean, clean), **{m: roc_auc(s, clean) for m, s in per_model.items()}}
+        aucs[name] = {"mean": roc_auc(mean, clean), **{m: roc_auc(v, clean) for m, v in per_model.items()}}
     return {
         "seed": seed,
         "data": stages.get("data", {}).get("files"),
