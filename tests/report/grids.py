@@ -1,0 +1,43 @@
+"""Synthetic grids for the report tests: metrics JSON files written in a tmp dir, plus their records."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+TASKS = ["arith", "words"]  # the micro-like "Overall" suite of these tests
+WIN = "winrate_micro"
+
+
+def write_metrics(path: Path, task: str, value: float, metric: str = "acc", **extra) -> str:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"schema": "poft.metrics/1", "checkpoint": str(path.parent), "task": task,
+                                "metric": metric, "value": value, "stderr": 0.5, "n": 100, **extra}))
+    return str(path)
+
+
+class Grid:
+    """Records for runs whose metric values come from `value(base, dataset, method, variant, seed, epoch, task)`."""
+
+    def __init__(self, root: Path):
+        self.root, self.records = root, []
+
+    def add(self, base, dataset, method, variant, seed, epoch, task, value, metric="acc"):
+        name = f"{base}_{dataset}_{method}_{variant}_{seed}_{epoch}_{task}.json".replace(":", "-")
+        f = write_metrics(self.root / name, task, value, metric)
+        self.records.append({"base": base, "dataset": dataset, "method": method, "variant": variant,
+                             "seed": seed, "epoch": epoch, "metrics_file": f})
+
+    def runs(self, value: Callable, bases=("b1",), datasets=("d1",), methods=("sft", "poft"), variants=("full",),
+             seeds=(0, 1), epochs=(1, 2, 3), tasks=tuple(TASKS)):
+        for b in bases:
+            for d in datasets:
+                for m in methods:
+                    for v in variants:
+                        for s in seeds:
+                            for e in epochs:
+                                for t in tasks:
+                                    metric = "win_rate" if t == WIN else "acc"
+                                    self.add(b, d, m, v, s, e, t, value(b, d, m, v, s, e, t), metric)
+        return self
