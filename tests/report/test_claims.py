@@ -1,0 +1,128 @@
+"""Claim verdicts flip with the grid: PoFT wins -> holds, loses -> fails, straddles -> inconclusive,
+absent -> not covered."""
+
+import pytest
+
+from poft.report.claims import CLAIMS, judge, rules
+from poft.report.collect import collect, with_overall
+from poft.report.render import claims_markdown
+from poft.report.verdicts import Evidence, combine, sign
+
+from .grids import TASKS, WIN
+
+SEEDS = (0, 1, 2)
+
+
+def evidence(grid, **kw) -> Evidence:
+    df = with_overall(collect(grid.records), TASKS)
+    return Evidence(df, overall_tasks=TASKS, n_boot=300, **kw)
+
+
+def gain_grid(grid, gain, datasets=("d1",), variants=("full",), tasks=tuple(TASKS), epochs=(1, 2, 3), seeds=SEEDS):
+    """SFT = 50 + epoch + seed; PoFT adds gain(seed, task, dataset, variant)."""
+    return grid.runs(lambda b, d, m, v, s, e, t: 50 + e + s + (gain(s, t, d, v) if m == "poft" else 0),
+                     datasets=datasets, variants=variants, tasks=tasks, epochs=epochs, seeds=seeds)
+
+
+def verdict(ev, claim):
+    return CLAIMS[claim][1](ev).verdict
+
+
+def test_sign_and_combine():
+    assert sign(0.1, 2.0) == "+" and sign(0.0, 0.0) == "+" and sign(0.0, 0.0, strict=True) == "-"
+    assert sign(-1.0, 1.0) == "?" and sign(-2.0, -0.1) == "-" and sign(float("nan"), float("nan")) == "?"
+    assert sign(-2.0, -0.1, lower_is_better=True) == "+"
+    assert combine([]) == "not covered" and combine(["+", "+"]) == "holds"
+    assert combine(["+", "?"]) == "inconclusive" and combine(["+", "?", "-"]) == "fails"
+
+
+@pytest.mark.parametrize("gain, expected", [
+    (lambda s, *_: 2 + 0.1 * s, "holds"),
+    (lambda s, *_: -2 - 0.1 * s, "fails"),
+    (lambda s, *_: [1.0, -1.0, 0.5][s], "inconclusive"),  # seeds disagree: the interval straddles 0
+])
+def test_c1_flips(grid, gain, expected):
+    ev = evidence(gain_grid(grid, gain, datasets=("d1", "d2")))
+    v = CLAIMS["C1"][1](ev)
+    assert v.verdict == expected
+    assert len(v.numbers) == 4  # 2 datasets x (last, avg)
+
+
+def test_c1_one_losing_dataset_fails_the_universal_claim(grid):
+    ev = evidence(gain_grid(grid, lambda s, t, d, v: (2 if d == "d1" else -2) + 0.1 * s, datasets=("d1", "d2")))
+    assert verdict(ev, "C1") == "fails"
+
+
+def test_single_seed_is_inconclusive_and_missing_arm_not_covered(grid):
+    ev = evidence(gain_grid(grid, lambda *_: 5.0, seeds=(0,)))
+    assert verdict(ev, "C1") == "inconclusive"  # one pair: no interval
+    only_sft = grid.__class__(grid.root / "sft_only")
+    only_sft.runs(lambda *a: 50.0, methods=("sft",))
+    assert verdict(evidence(only_sft), "C1") == "not covered"
+
+
+def test_c2_stability(grid):
+    # PoFT flat over epochs; SFT's later epochs move by (seed + 1)
+    grid.runs(lambda b, d, m, v, s, e, t: 50 + (0 if m == "poft" else (s + 1) * (e % 2)), seeds=SEEDS)
+    assert verdict(evidence(grid), "C2") == "holds"
+    assert verdict(evidence(gain_grid(grid.__class__(grid.root / "two"), lambda *_: 1, epochs=(1, 2))), "C2") == \
+        "not covered"  # a std over epochs needs >= 2 epochs after the first
+
+
+def test_c3_concentration(grid):
+    gain_grid(grid, lambda s, t, *_: (3 + 0.1 * s) if t == "arith" else 0.5)
+    assert verdict(evidence(grid, focus_task="arith"), "C3") == "holds"
+    assert verdict(evidence(grid, focus_task="words"), "C3") == "fails"
+    assert verdict(evidence(grid, focus_task=None), "C3") == "not covered"
+
+
+def test_c4_win_rates_and_widest_spread(grid):
+    gain_grid(grid, lambda s, t, d, v: (3 if d == "wide" else 1) + 0.1 * s, datasets=("narrow", "wide"),
+              tasks=(*TASKS, WIN))
+    assert verdict(evidence(grid, chat_tasks=[WIN]), "C4") == "holds"
+    assert verdict(evidence(grid, chat_tasks=[WIN], spreads={"narrow": 0.2, "wide": 0.9}), "C4") == "holds"
+    assert verdict(evidence(grid, chat_tasks=[WIN], spreads={"narrow": 0.9, "wide": 0.2}), "C4") == "inconclusive"
+    assert verdict(evidence(grid, chat_tasks=[]), "C4") == "not covered"
+
+
+def test_c5_gain_follows_spread(grid):
+    gain_grid(grid, lambda s, t, d, v: {"a": 1, "b": 2, "c": 3}[d] + 0.1 * s, datasets=("a", "b", "c"))
+    assert verdict(evidence(grid, spreads={"a": 0.1, "b": 0.2, "c": 0.3}), "C5") == "holds"
+    assert verdict(evidence(grid, spreads={"a": 0.3, "b": 0.2, "c": 0.1}), "C5") == "fails"
+    assert verdict(evidence(grid), "C5") == "not covered"
+
+
+def test_c6_noise(grid):
+    # clean: PoFT + 1; noisy: SFT loses 1 per epoch, PoFT holds: the gap widens
+    grid.runs(lambda b, d, m, v, s, e, t: 50 + s + (1 if m == "poft" else 0), datasets=("clean",), seeds=SEEDS)
+    grid.runs(lambda b, d, m, v, s, e, t: 50 + s * 0.1 - (e if m == "sft" else 0), datasets=("noisy",), seeds=SEEDS)
+    ev = evidence(grid, noise_datasets=["clean", "noisy"])
+    assert verdict(ev, "C6") == "holds"
+    assert verdict(evidence(grid, noise_datasets=["noisy", "clean"]), "C6") == "fails"  # "noised" set improves
+    assert verdict(evidence(grid), "C6") == "not covered"
+    assert "noisy" not in ev.main_datasets and "clean" in ev.main_datasets
+
+
+def test_filters_dpo_distill_and_control(grid):
+    def gain(s, t, d, v):
+        return 2 + 0.1 * s
+    grid.runs(lambda b, d, m, v, s, e, t: 50 + e + s + (1 if v.startswith("filter:") else 0)
+              + (gain(s, t, d, v) if m == "poft" else 0) - (3 if v.startswith("distill:") else 0),
+              variants=("full", "filter:preference:0.8", "filter:ifd:0.8", "dpo", "distill:zephyr"), seeds=SEEDS)
+    grid.runs(lambda b, d, m, v, s, e, t: 50 + e + s, methods=("poft",), variants=("shuffled",), seeds=SEEDS)
+    ev = evidence(grid)
+    assert [verdict(ev, c) for c in ("C7", "C8", "C9", "C10", "K1")] == ["holds"] * 5
+    bare = grid.__class__(grid.root / "bare")
+    gain_grid(bare, lambda *_: 1)
+    ev = evidence(bare)
+    assert [verdict(ev, c) for c in ("C7", "C8", "C9", "C10", "K1")] == ["not covered"] * 5
+
+
+def test_claims_markdown_lists_every_claim_and_c11(grid):
+    ev = evidence(gain_grid(grid, lambda s, *_: 2 + 0.1 * s))
+    verdicts = judge(ev)
+    assert [v.claim for v in verdicts] == [*(f"C{i}" for i in range(1, 11)), "K1"]
+    assert all(v.verdict in ("holds", "fails", "inconclusive", "not covered") for v in verdicts)
+    text = claims_markdown(verdicts, rules(), 0.95, 300, 0)
+    assert "## C1: holds" in text and "## C11" in text and "unit tests" in text
+    assert "b1 / d1: PoFT − SFT Overall (last) | 3 | 2.10 | [2.00, 2.20] | + |" in text
