@@ -1,0 +1,201 @@
+"""The aggregation stage: metrics files in, tables / differences / claim verdicts / plots / HTML out.
+
+    from poft.report import build_report
+    build_report(records, "results/micro", overall_tasks=["micro_arith", "micro_words"], scores={...})
+
+Writes into out_dir (each file atomically; outputs of an earlier call that this call does not produce, e.g.
+a plot without data now, are removed so the directory never mixes two runs):
+    results.csv        the collected long table + Overall rows (base, dataset, method, variant, seed, epoch, ...)
+    runs.csv           per run (seed) and task: first / last / avg / std / mean_all / std_all over epochs
+    differences.csv    paired PoFT - SFT per (base, dataset, variant, task, stat) with bootstrap intervals
+    tables.md          what ran, Overall gaps, Tables 1-5 analogues, noise study, control, paired differences
+    claims.md          a verdict per claim C1-C10 (+ control K1) with its numbers; C11 pointed to unit tests
+    plots/*.png        epoch curves, aligned-score distributions, tau vs score, win rates (those with data)
+    paper.md, reproduced_vs_reported.csv   with paper=True: every reported cell beside the reproduced one
+    index.md, report.html                  the summary and a self-contained page (PNGs embedded)
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+from pathlib import Path
+from collections.abc import Iterable, Mapping
+
+import pandas as pd
+
+from ..io import atomic_path, read_json, write_text
+from . import plots, render, tables
+from .claims import Evidence, judge, rules
+from .collect import OVERALL, MetricsFileError, collect, overall_gaps, with_overall
+from .paper import reproduced_vs_reported
+from .stats import paired_differences, score_spread
+from .summary import per_seed
+
+FILES = ("results.csv", "runs.csv", "differences.csv", "tables.md", "claims.md", "paper.md",
+         "reproduced_vs_reported.csv", "index.md", "report.html")
+PLOTS = ("epoch_curves.png", "score_distributions.png", "tau_vs_score.png", "win_rates.png")
+
+
+def _load(what: str, value):
+    """A JSON object given inline (dict) or as a path; errors name the file."""
+    if isinstance(value, Mapping):
+        return value
+    try:
+        return read_json(value)
+    except (OSError, ValueError) as e:
+        raise MetricsFileError(f"{value}: cannot read {what} ({e})") from e
+
+
+def _load_scores(scores) -> dict[str, dict]:
+    out = {}
+    for ds, v in (scores or {}).items():
+        obj = _load("aligned score file", v)
+        rows = obj.get("rows") if isinstance(obj, dict) else None
+        if not isinstance(rows, list) or any(not isinstance(r, dict) or not {"id", "score"} <= set(r) for r in rows):
+            raise MetricsFileError(f"{v if not isinstance(v, Mapping) else ds}: field 'rows': expected a list of "
+                                   "{'id', 'score', ...} (a merged score file)")
+        out[ds] = obj
+    return out
+
+
+def _write_csv(path: Path, frame: pd.DataFrame) -> None:
+    with atomic_path(path) as tmp:
+        frame.to_csv(tmp, index=False, float_format="%.6g")
+
+
+def differences_markdown(diffs: pd.DataFrame, tasks: list[str], level: float) -> str:
+    d = diffs[diffs["task"].isin(tasks) & diffs["stat"].isin(["last", "avg"])]
+    d = d.sort_values(["variant", "base", "dataset", "task", "stat"], ascending=[True, True, True, True, False])
+    frame = pd.DataFrame({
+        "base": d["base"], "dataset": d["dataset"], "variant": d["variant"], "task": d["task"], "stat": d["stat"],
+        "pairs": d["n_pairs"], "PoFT": d["treat_mean"].map(render.fmt), "SFT": d["control_mean"].map(render.fmt),
+        "PoFT − SFT": d["mean"].map(render.fmt),
+        f"{level:.0%} CI": [render.DASH if pd.isna(lo) else f"[{lo:.2f}, {hi:.2f}]"
+                            for lo, hi in zip(d["ci_low"], d["ci_high"])]})
+    return ("## Paired differences PoFT − SFT (by seed)\n\nlast = last epoch, avg = mean over epochs excluding "
+            "the first; all stats and per-epoch values are in differences.csv.\n\n" + render.markdown(frame))
+
+
+def paper_markdown(side: pd.DataFrame) -> str:
+    """Each paper table in its own layout, every cell "reported / reproduced" (reproduced: mean ± std over
+    seeds, with the seed count when it is not the table's usual; a dash where nothing ran)."""
+    out = ["# Reproduced vs reported (arXiv 2412.12865, Tables 1-5)\n",
+           "Each cell: the paper's number / ours (mean ± std over seeds, a dash where the grid has no such run). "
+           "The paper reports single runs; `delta` per cell is in reproduced_vs_reported.csv.\n"]
+    for t, g in side.groupby("table", sort=True):
+        n_max = int(g["n_seeds"].max())
+        text = [f"{render.fmt(r)} / {render.fmt_cell(m, s, n, n_max)}" for r, m, s, n in
+                zip(g["reported"], g["reproduced"], g["std"], g["n_seeds"])]
+        wide = g.assign(text=text).pivot(index="row", columns="column", values="text")
+        wide = wide.reindex(index=list(dict.fromkeys(g["row"])), columns=list(dict.fromkeys(g["column"])))
+        out += [f"## {t} (reproduced with {n_max} seed(s))\n",
+                render.markdown(wide.fillna(render.DASH).reset_index())]
+    return "\n".join(out)
+
+
+def build_report(records: Iterable[Mapping], out_dir: str | Path, overall_tasks: list[str], *,
+                 chat_tasks: list[str] | None = None, focus_task: str | None = None,
+                 noise_datasets: list[str] | None = None, scores: Mapping | None = None,
+                 target_logp: Mapping | None = None, paper: bool = False, paper_names: dict | None = None,
+                 paper_dir: str | Path | None = None, n_boot: int = 10_000, level: float = 0.95,
+                 seed: int = 0) -> dict[str, Path]:
+    """Aggregate one grid's metrics into out_dir (see the module docstring); returns {output name: path}.
+
+    overall_tasks: the suite whose mean is "Overall"; chat_tasks: the win-rate / chat tasks of Tables 2-3
+    (default: every task with metric "win_rate"); focus_task: C3's task (the paper's GSM8k); noise_datasets:
+    the noise study's datasets ordered clean -> noisiest; scores: {dataset: merged score file (path or
+    object)}; target_logp: {dataset: {id: the target's mean log p}} or a path per dataset (tau plot);
+    paper: also write the reproduced-vs-reported comparison, mapping our names with paper_names.
+    """
+    out = Path(out_dir)
+    raw = collect(records)
+    df = with_overall(raw, overall_tasks)
+    if chat_tasks is None:
+        chat_tasks = sorted(raw.loc[raw["metric"] == "win_rate", "task"].unique())
+    score_objs = _load_scores(scores)
+    logp = {ds: _load("target score file", v) for ds, v in (target_logp or {}).items()}
+    spreads = {ds: score_spread(obj) for ds, obj in score_objs.items()}
+
+    made = {
+        "table1": tables.table1(df, overall_tasks), "table2": tables.table2(df, chat_tasks),
+        "table3": tables.table3(df, chat_tasks), "table4": tables.table4(df), "table5": tables.table5(df),
+    }
+    extra = [tables.noise_table(df, noise_datasets)] if noise_datasets else []
+    extra.append(tables.control_table(df))
+    diffs = paired_differences(df, n_boot=n_boot, level=level, seed=seed)
+    ev = Evidence(df, chat_tasks=list(chat_tasks), overall_tasks=list(overall_tasks), focus_task=focus_task,
+                  noise_datasets=list(noise_datasets or []), spreads=spreads or None, n_boot=n_boot,
+                  level=level, seed=seed)
+    verdicts = judge(ev)
+
+    gaps = overall_gaps(raw, overall_tasks)
+    md = ["# Tables\n", "## What ran\n", render.markdown(tables.coverage(raw))]
+    if len(gaps):
+        md += ["## Checkpoints without Overall (missing suite tasks)\n", render.markdown(gaps)]
+    md += [render.table_markdown(t) for t in [*made.values(), *extra]]
+    md.append(differences_markdown(diffs, [OVERALL, *chat_tasks], level))
+    if spreads:
+        md += ["## Aligned-score spread per dataset (population std, nats / token)\n",
+               render.markdown(pd.DataFrame({"dataset": list(spreads), "spread": list(spreads.values())}))]
+
+    written: dict[str, Path] = {}
+    _write_csv(out / "results.csv", df)
+    _write_csv(out / "runs.csv", per_seed(df))
+    _write_csv(out / "differences.csv", diffs)
+    write_text(out / "tables.md", "\n".join(md))
+    write_text(out / "claims.md", render.claims_markdown(verdicts, rules(), level, n_boot, seed))
+    written.update({n: out / n for n in ("results.csv", "runs.csv", "differences.csv", "tables.md", "claims.md")})
+
+    pdir = out / "plots"
+    figs = {"epoch_curves.png": plots.epoch_curves(df, pdir / "epoch_curves.png"),
+            "score_distributions.png": plots.score_distributions(score_objs, pdir / "score_distributions.png"),
+            "tau_vs_score.png": plots.tau_vs_score(score_objs, logp, pdir / "tau_vs_score.png"),
+            "win_rates.png": plots.win_rates(df, list(chat_tasks), pdir / "win_rates.png")}
+    written.update({f"plots/{k}": v for k, v in figs.items() if v is not None})
+
+    side = None
+    if paper:
+        side = reproduced_vs_reported(made, paper_dir, paper_names)
+        _write_csv(out / "reproduced_vs_reported.csv", side)
+        write_text(out / "paper.md", paper_markdown(side))
+        written.update({n: out / n for n in ("reproduced_vs_reported.csv", "paper.md")})
+
+    write_text(out / "index.md", _index(written, verdicts, overall_tasks, chat_tasks, ev))
+    write_text(out / "report.html", _html(raw, made, extra, diffs, chat_tasks, verdicts, level, written, side))
+    written.update({"index.md": out / "index.md", "report.html": out / "report.html"})
+    for name in [*FILES, *(f"plots/{p}" for p in PLOTS)]:  # leftovers of an earlier call
+        if name not in written:
+            (out / name).unlink(missing_ok=True)
+    return written
+
+
+def _index(written, verdicts, overall_tasks, chat_tasks, ev: Evidence) -> str:
+    lines = ["# PoFT report\n",
+             f"Overall = mean of {', '.join(overall_tasks)}; chat / win-rate tasks: {', '.join(chat_tasks) or '—'}; "
+             f"focus task (C3): {ev.focus_task or '—'}; noise study: {' < '.join(ev.noise_datasets) or '—'}.\n",
+             "## Verdicts\n",
+             render.markdown(render.verdict_frame(verdicts)),
+             "## Files\n"]
+    lines += [f"- [{n}]({n})" for n in written if not n.startswith("plots/")]
+    lines += ["\n## Plots\n"] + [f"![{n}]({n})" for n in written if n.startswith("plots/")]
+    return "\n".join(lines) + "\n"
+
+
+def _html(raw, made, extra, diffs, chat_tasks, verdicts, level, written, side) -> str:
+    body = ["<h1>PoFT report</h1>", "<h2>What ran</h2>", render.frame_html(tables.coverage(raw))]
+    body += [render.table_html(t) for t in [*made.values(), *extra]]
+    d = diffs[diffs["task"].isin([OVERALL, *chat_tasks]) & diffs["stat"].isin(["last", "avg"])]
+    body += ["<h2>Paired differences PoFT − SFT</h2>", render.frame_html(d.drop(columns=["diffs"]))]
+    body.append(render.claims_html(verdicts, level))
+    for name, path in written.items():
+        if name.startswith("plots/"):
+            data = base64.b64encode(Path(path).read_bytes()).decode()
+            name = html.escape(name)
+            body.append(f"<h3>{name}</h3><img alt='{name}' src='data:image/png;base64,{data}'>")
+    if side is not None:
+        body += ["<h2>Reproduced vs reported</h2>", render.frame_html(side)]
+    style = ("body{font-family:sans-serif;max-width:1200px;margin:auto}table.t{border-collapse:collapse;font-size:13px}"
+             "table.t td,table.t th{border:1px solid #ccc;padding:2px 6px}img{max-width:100%}.note{color:#555}")
+    return (f"<!doctype html><html><head><meta charset='utf-8'><title>PoFT report</title><style>{style}</style>"
+            f"</head><body>{''.join(body)}</body></html>\n")

@@ -1,0 +1,134 @@
+"""Report figures as PNGs (matplotlib, Agg backend), each written atomically.
+
+    epoch_curves       Overall per epoch, SFT vs PoFT, one panel per dataset (mean over seeds, band = +- std)
+    score_distributions  histogram of the mean aligned score per sample, one curve per dataset (paper Fig. 2)
+    tau_vs_score       tau = sigmoid(mean_j r_j - r_theta) against the mean aligned score, per dataset
+    win_rates          win rate at the last epoch, SFT vs PoFT bars (mean +- std over seeds)
+Each function returns the path it wrote, or None when it has nothing to draw (no file is written then).
+Scores are mean per-token log-likelihoods (nats / token); a sample without a score from every aligned model
+(score None) is left out and the count is printed on the figure.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from ..io import atomic_path  # noqa: E402
+from .collect import OVERALL  # noqa: E402
+from .stats import aligned_scores  # noqa: E402
+
+COLORS = {"sft": "tab:blue", "poft": "tab:orange"}
+LABELS = {"sft": "SFT", "poft": "PoFT"}
+LINES = ["-", "--", ":", "-."]
+
+
+def _save(fig, path: str | Path) -> Path:
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def _panels(n: int, width: float = 4.0, height: float = 3.2):
+    cols = min(n, 3)
+    rows = math.ceil(n / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(width * cols, height * rows), squeeze=False)
+    for ax in axes.flat[n:]:
+        ax.set_visible(False)
+    return fig, list(axes.flat[:n])
+
+
+def epoch_curves(df: pd.DataFrame, path: str | Path, task: str = OVERALL, variant: str = "full") -> Path | None:
+    """`task` per epoch for SFT and PoFT (`variant` runs), one panel per dataset, one line style per base."""
+    d = df[(df["task"] == task) & (df["variant"] == variant) & df["method"].isin(["sft", "poft"])]
+    if d.empty:
+        return None
+    g = d.groupby(["dataset", "base", "method", "epoch"])["value"].agg(["mean", "std"]).reset_index()
+    datasets = sorted(g["dataset"].unique())
+    fig, axes = _panels(len(datasets))
+    for ax, ds in zip(axes, datasets):
+        for i, (base, gb) in enumerate(g[g["dataset"] == ds].groupby("base")):
+            for method, gm in gb.groupby("method"):
+                x, y, s = gm["epoch"].astype(int), gm["mean"], gm["std"].fillna(0)
+                ax.plot(x, y, LINES[i % 4], marker="o", color=COLORS[method], label=f"{base} {LABELS[method]}")
+                ax.fill_between(x, y - s, y + s, color=COLORS[method], alpha=0.15)
+        ax.set(title=ds, xlabel="epoch", ylabel=f"{task} (%)")
+        ax.xaxis.get_major_locator().set_params(integer=True)
+        ax.legend(fontsize=7)
+    fig.suptitle(f"{task} per epoch, SFT vs PoFT (mean ± std over seeds)")
+    return _save(fig, path)
+
+
+def score_distributions(scores: dict[str, dict], path: str | Path) -> Path | None:
+    """Histogram (density) of each dataset's mean aligned score per sample; legend shows std (the spread)."""
+    if not scores:
+        return None
+    fig, ax = plt.subplots(figsize=(6, 4))
+    data = {ds: aligned_scores(obj) for ds, obj in sorted(scores.items())}
+    pooled = np.concatenate([x for x, _ in data.values()])
+    if not pooled.size:
+        plt.close(fig)
+        return None
+    bins = np.histogram_bin_edges(pooled, bins=40)  # shared, so the datasets' spreads compare by eye
+    for ds, (x, dropped) in data.items():
+        if x.size:
+            extra = f", {dropped} unscored" if dropped else ""
+            ax.hist(x, bins=bins, density=True, histtype="step", linewidth=1.5,
+                    label=f"{ds} (n={x.size}, std={x.std():.2f}{extra})")
+    ax.set(xlabel="mean aligned score (mean log p per response token)", ylabel="density",
+           title="Aligned-score distributions per dataset")
+    ax.legend(fontsize=7)
+    return _save(fig, path)
+
+
+def tau_vs_score(scores: dict[str, dict], target_logp: dict[str, dict[str, float]], path: str | Path,
+                 beta: float = 1.0, gamma: float = 0.0) -> Path | None:
+    """tau = sigmoid(-(beta * (r_theta - mean_j r_j) + gamma)) (sigmoid(mean_j r_j - r_theta) at the paper's
+    beta=1, gamma=0) per sample against its mean aligned score, for datasets with target scores."""
+    common = sorted(set(scores) & set(target_logp or {}))
+    if not common:
+        return None
+    fig, axes = _panels(len(common))
+    for ax, ds in zip(axes, common):
+        pairs = [(r["score"], target_logp[ds][r["id"]]) for r in scores[ds]["rows"]
+                 if r["score"] is not None and target_logp[ds].get(r["id"]) is not None]
+        if pairs:
+            a, t = np.array(pairs, dtype=float).T
+            tau = 1 / (1 + np.exp(beta * (t - a) + gamma))
+            ax.scatter(a, tau, s=6, alpha=0.5)
+        ax.set(title=f"{ds} (n={len(pairs)})", xlabel="mean aligned score", ylabel="tau", ylim=(0, 1))
+    fig.suptitle("PoFT's per-sample weight tau against the aligned score")
+    return _save(fig, path)
+
+
+def win_rates(df: pd.DataFrame, tasks: list[str], path: str | Path, variant: str = "full") -> Path | None:
+    """Bars: each win-rate task at each run's last epoch, SFT vs PoFT per base x dataset (mean +- std over seeds)."""
+    d = df[df["task"].isin(tasks) & (df["variant"] == variant) & df["method"].isin(["sft", "poft"])]
+    if d.empty:
+        return None
+    last = d.loc[d.groupby(["base", "dataset", "method", "seed", "task"])["epoch"].idxmax()]
+    g = last.groupby(["task", "base", "dataset", "method"])["value"].agg(["mean", "std"]).reset_index()
+    task_list = sorted(g["task"].unique())
+    fig, axes = _panels(len(task_list), width=5.0)
+    for ax, task in zip(axes, task_list):
+        gt = g[g["task"] == task]
+        groups = sorted({(b, ds) for b, ds in zip(gt["base"], gt["dataset"])})
+        x = np.arange(len(groups))
+        for j, method in enumerate(["sft", "poft"]):
+            gm = gt[gt["method"] == method].set_index(["base", "dataset"])
+            y = [gm["mean"].get(k, np.nan) for k in groups]
+            e = [gm["std"].get(k, np.nan) for k in groups]
+            ax.bar(x + (j - 0.5) * 0.4, y, 0.4, yerr=np.nan_to_num(e), color=COLORS[method], label=LABELS[method])
+        ax.set_xticks(x, [f"{b}\n{ds}" for b, ds in groups], fontsize=7)
+        ax.set(title=task, ylabel="win rate (%)")
+        ax.legend(fontsize=7)
+    return _save(fig, path)

@@ -1,0 +1,82 @@
+"""build_report end to end on a small grid, and each plot on its own."""
+
+import json
+import random
+
+import pytest
+
+from poft.report import MetricsFileError, build_report, plots
+from poft.report.collect import collect, with_overall
+
+from .grids import TASKS, WIN
+
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def scores(datasets=("d1", "d2"), n=60):
+    rnd = random.Random(0)
+    out = {}
+    for i, d in enumerate(datasets):
+        rows = [{"id": f"{d}-{k}", "score": rnd.gauss(-1.0, 0.2 * (i + 1)), "scores": {}} for k in range(n)]
+        rows[0]["score"] = None  # a sample some aligned model could not score
+        out[d] = {"meta": {"models": ["a", "b", "c"]}, "rows": rows}
+    return out
+
+
+@pytest.fixture
+def small(grid):
+    grid.runs(lambda b, d, m, v, s, e, t: 50 + e + s + (2 if m == "poft" else 0), datasets=("d1", "d2"),
+              tasks=(*TASKS, WIN))
+    return grid
+
+
+def test_build_report_writes_everything(small, tmp_path):
+    sc = scores()
+    score_file = tmp_path / "d2_scores.json"
+    score_file.write_text(json.dumps(sc["d2"]))
+    logp = {"d1": {r["id"]: -1.1 for r in sc["d1"]["rows"]}}
+    out = tmp_path / "report"
+    written = build_report(small.records, out, TASKS, focus_task="arith", scores={"d1": sc["d1"], "d2": score_file},
+                           target_logp=logp, paper=True, paper_names={"dataset": {"d1": "OpenHermes"}}, n_boot=200)
+    expected = {"results.csv", "runs.csv", "differences.csv", "tables.md", "claims.md", "paper.md",
+                "reproduced_vs_reported.csv", "index.md", "report.html", "plots/epoch_curves.png",
+                "plots/score_distributions.png", "plots/tau_vs_score.png", "plots/win_rates.png"}
+    assert set(written) == expected
+    for name in expected:
+        assert (out / name).stat().st_size > 0, name
+        if name.endswith(".png"):
+            assert (out / name).read_bytes()[:8] == PNG
+    assert not list(out.rglob("*.tmp"))  # atomic writes leave no temporaries
+    tables_md = (out / "tables.md").read_text()
+    assert "## Table 1 analogue" in tables_md and "| b1 | sft | d1 |" in tables_md and WIN in tables_md
+    assert "## C1: holds" in (out / "claims.md").read_text()
+    html = (out / "report.html").read_text()
+    assert html.count("data:image/png;base64,") == 4 and "Claims" in html
+    assert "C1 | holds" in (out / "index.md").read_text()
+
+    # a second call with less to show removes what it no longer produces
+    written = build_report(small.records, out, TASKS, n_boot=50)
+    assert not (out / "plots/score_distributions.png").exists() and not (out / "paper.md").exists()
+    assert (out / "plots/epoch_curves.png").exists() and "plots/epoch_curves.png" in written
+
+
+def test_bad_score_file_is_named(small, tmp_path):
+    bad = tmp_path / "scores.json"
+    bad.write_text(json.dumps({"meta": {}, "rows": [{"id": "x"}]}))
+    with pytest.raises(MetricsFileError, match="scores.json: field 'rows'"):
+        build_report(small.records, tmp_path / "r", TASKS, scores={"d1": str(bad)})
+    with pytest.raises(MetricsFileError, match="missing.json: cannot read aligned score file"):
+        build_report(small.records, tmp_path / "r", TASKS, scores={"d1": str(tmp_path / "missing.json")})
+
+
+def test_plots_alone(small, tmp_path):
+    df = with_overall(collect(small.records), TASKS)
+    sc = scores()
+    paths = [plots.epoch_curves(df, tmp_path / "a.png"), plots.score_distributions(sc, tmp_path / "b.png"),
+             plots.tau_vs_score(sc, {"d2": {r["id"]: -0.5 for r in sc["d2"]["rows"]}}, tmp_path / "c.png"),
+             plots.win_rates(df, [WIN], tmp_path / "d.png")]
+    for p in paths:
+        assert p.read_bytes()[:8] == PNG and p.stat().st_size > 1000
+    assert plots.win_rates(df, [], tmp_path / "e.png") is None and not (tmp_path / "e.png").exists()
+    assert plots.tau_vs_score(sc, {}, tmp_path / "f.png") is None
+    assert plots.epoch_curves(df[df["method"] == "aligned"], tmp_path / "g.png") is None
