@@ -11,6 +11,6 @@ PoFT - SFT differences with bootstrap intervals, claim verdicts, plots and an HT
 """
 
 from .build import build_report
-from .collect import MetricsFileError, collect, with_overall
+from .collect import MetricsFileError, collect, read_records, with_overall
 
-__all__ = ["MetricsFileError", "build_report", "collect", "with_overall"]
+__all__ = ["MetricsFileError", "build_report", "collect", "read_records", "with_overall"]

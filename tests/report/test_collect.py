@@ -5,7 +5,7 @@ import json
 import pandas as pd
 import pytest
 
-from poft.report.collect import MetricsFileError, check_variant, collect, overall_gaps, with_overall
+from poft.report.collect import MetricsFileError, check_variant, collect, overall_gaps, read_records, with_overall
 
 from .grids import TASKS, write_metrics
 
@@ -105,3 +105,14 @@ def test_aligned_rows_and_variants(tmp_path):
         with pytest.raises(ValueError, match="valid forms"):
             check_variant(bad)
     assert isinstance(df, pd.DataFrame)
+
+
+def test_read_records_json_list_or_lines(tmp_path, grid):
+    grid.runs(lambda *a: 50.0, seeds=(0,), epochs=(1,))
+    as_list, as_lines = tmp_path / "r.json", tmp_path / "r.jsonl"
+    as_list.write_text(json.dumps(grid.records))
+    as_lines.write_text("\n".join(json.dumps(r) for r in grid.records) + "\n")
+    assert read_records(str(as_list)) == read_records(str(as_lines)) == grid.records
+    as_lines.write_text(json.dumps(grid.records[0]) + "\n{oops\n")
+    with pytest.raises(MetricsFileError, match="r.jsonl: line 2: not a JSON record"):
+        read_records(str(as_lines))
