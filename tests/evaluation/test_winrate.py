@@ -1,0 +1,139 @@
+"""Pairwise win rates go through alpaca_eval's own metrics: identical replies draw (50 %), a strictly better model
+wins (> 50 %), and every judge speaks alpaca_eval's preference encoding (1 reference, 2 model, 1.5 draw)."""
+
+import json
+
+import pytest
+from eval_fixtures import micro_data, micro_world, tiny_checkpoint  # noqa: F401 - fixtures
+
+from poft.evaluation.judges import JUDGES, AlpacaEvalJudge, HFJudge, Pair, make_judge
+from poft.evaluation.winrate import evaluate_winrate, pair_outputs, read_prompts, winrate_metrics
+from poft.io import write_json
+from poft.micro.world import canonical_response, solve
+
+
+def _outputs(path, prompts, replies, generator):
+    write_json(path, [{"id": p["id"], "instruction": p["instruction"], "output": r, "generator": generator}
+                      for p, r in zip(prompts, replies)])
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def prompts(micro_data):
+    return read_prompts(micro_data / "bench" / "gen.jsonl")[::4]  # every task type, ~70 prompts
+
+
+@pytest.fixture
+def verifier(micro_data):
+    return make_judge("verifier", {"world": str(micro_data / "world.json")})
+
+
+def test_identical_outputs_give_50(prompts, micro_world, verifier, tmp_path):
+    replies = [canonical_response(solve(p["instruction"], micro_world)) if i % 3 else "I cannot help."
+               for i, p in enumerate(prompts)]
+    out = evaluate_winrate(_outputs(tmp_path / "a.json", prompts, replies, "a"),
+                           _outputs(tmp_path / "b.json", prompts, replies, "b"), "verifier", verifier, tmp_path,
+                           task="winrate_micro")
+    record = json.loads(out.read_text())
+    assert record["value"] == 50.0 and record["n_draws"] == record["n"] == len(prompts) and record["n_wins"] == 0
+    assert record["task"] == "winrate_micro" and record["metric"] == "win_rate" and record["lc_win_rate"] is None
+    assert record["judge"] == {"name": "verifier", "options": {"world": verifier.world}}
+    assert (tmp_path / "winrate_micro.annotations.jsonl").exists()
+
+
+def test_better_model_wins(prompts, micro_world, verifier, tmp_path):
+    gold = [canonical_response(solve(p["instruction"], micro_world)) for p in prompts]
+    wrong_every_other = [g if i % 2 else "The answer is nothing." for i, g in enumerate(gold)]
+    out = evaluate_winrate(_outputs(tmp_path / "gold.json", prompts, gold, "gold"),
+                           _outputs(tmp_path / "ref.json", prompts, wrong_every_other, "ref"), "verifier", verifier,
+                           tmp_path)
+    record = json.loads(out.read_text())
+    n_better = sum(1 for i in range(len(prompts)) if not i % 2)
+    # Wins count 1 and draws 1/2: (n_better + (n - n_better) / 2) / n
+    assert record["value"] == pytest.approx(100 * (n_better + (len(prompts) - n_better) / 2) / len(prompts))
+    assert record["value"] > 50.0 and record["n_wins"] == n_better and record["n_wins_reference"] == 0
+
+
+def test_verifier_preferences_by_hand(micro_world, micro_data):
+    judge = make_judge("verifier", {"world": str(micro_data / "world.json")})
+    q = "What is 2 plus 3?"
+    pairs = [Pair(q, "The answer is 5.", "The answer is 6."), Pair(q, "The answer is 6.", "The answer is 5."),
+             Pair(q, "The answer is 5.", "The answer is 5."), Pair(q, "No.", "The answer is 7.")]
+    assert judge.preferences(pairs, "ref", "model") == [1.0, 2.0, 1.5, 1.5]
+    metrics, note = winrate_metrics(__import__("pandas").DataFrame({"preference": [1.0, 2.0, 1.5, 1.5]}), lc=False)
+    assert metrics["win_rate"] == 50.0 and metrics["n_wins"] == 1 and metrics["n_draws"] == 2 and note == "not requested"
+
+
+def test_hf_judge_is_symmetric_on_identical_outputs(tiny_checkpoint):
+    judge = HFJudge(model=str(tiny_checkpoint), batch_size=4)
+    pairs = [Pair("Reverse the word cat.", "tac", "tac"), Pair("What is 2 plus 3?", "5", "5"),
+             Pair("What is 2 plus 3?", "The answer is 5.", "I do not know.")]
+    prefs = judge.preferences(pairs, "ref", "model")
+    assert prefs[:2] == [1.5, 1.5] and 1.0 <= prefs[2] <= 2.0 and judge.n_truncated == 0
+
+
+def test_alpaca_eval_judge_runs_alpaca_evals_annotator(tmp_path):
+    """alpaca_eval's own PairwiseAnnotator, with its offline `test_completions` decoder standing in for GPT-4."""
+    from alpaca_eval import constants
+
+    template = constants.EVALUATORS_CONFIG_DIR / "alpaca_eval_clf_gpt4_turbo" / "alpaca_eval_clf.txt"
+    config = tmp_path / "always_m" / "configs.yaml"
+    config.parent.mkdir()
+    config.write_text(f"""always_m:
+  prompt_template: "{template}"
+  fn_completions: test_completions
+  completions_kwargs: {{model_name: test, value: "m"}}
+  fn_completion_parser: regex_parser
+  completion_parser_kwargs: {{outputs_to_match: {{1: '^m$', 2: '^M$'}}}}
+  batch_size: 1
+""")
+    judge = AlpacaEvalJudge(annotators_config=str(config))
+    prefs = judge.preferences([Pair("q1", "a", "b"), Pair("q2", "c", "c"), Pair("q3", "d", "e")], "ref", "model")
+    assert len(prefs) == 3 and prefs[1] == 1.5 and set(prefs) <= {1.0, 1.5, 2.0}
+
+
+def test_unmatched_or_unknown_input_is_an_error(prompts, tmp_path):
+    a = [{"id": p["id"], "instruction": p["instruction"], "output": "x"} for p in prompts]
+    with pytest.raises(ValueError, match=r"1 reference row\(s\) without an output \(e.g. \['add-0000'\]\)"):
+        pair_outputs(a[1:], a, "o.json", "r.json")
+    with pytest.raises(KeyError, match="unknown judge 'gpt5'; valid: verifier, alpaca_eval, hf"):
+        make_judge("gpt5", {})
+    with pytest.raises(ValueError, match="unknown option of judge 'hf'.s. 'modle'; valid: model, template"):
+        make_judge("hf", {"modle": "x"})
+    with pytest.raises(FileNotFoundError, match=f"verifier judge: world file not found: {tmp_path}/w.json"):
+        make_judge("verifier", {"world": str(tmp_path / "w.json")})
+    assert list(JUDGES) == ["verifier", "alpaca_eval", "hf"]
+
+
+def _annotations(n=60, seed=0):
+    import numpy as np
+    import pandas as pd
+
+    rng = np.random.default_rng(seed)
+    return pd.DataFrame({"preference": np.where(rng.uniform(size=n) < 0.7, 2.0, 1.0),
+                         "output_1": ["a" * int(k) for k in rng.integers(5, 50, n)],
+                         "output_2": ["b" * int(k) for k in rng.integers(5, 80, n)],
+                         "generator_1": "ref", "generator_2": "model", "annotator": "judge"})
+
+
+def test_length_controlled_win_rate_when_its_data_are_available(monkeypatch, tmp_path):
+    """alpaca_eval's GLM needs AlpacaEval's per-instruction table from the hub: a synthetic one stands in."""
+    import alpaca_eval.metrics.glm_winrate as glm
+    import numpy as np
+    import pandas as pd
+
+    rng = np.random.default_rng(1)
+    table = pd.DataFrame([{"model": m, "index": i, "instruction_difficulty": d, "preference": rng.uniform(),
+                           "std_delta_len": rng.normal(), "not_gamed_baseline": False}
+                          for m in ("gamed_short", "gamed_long") for i, d in enumerate(rng.normal(size=60))])
+    table.to_csv(tmp_path / "df_gamed.csv", index=False)
+    monkeypatch.setattr(glm, "hf_hub_download", lambda **kw: str(tmp_path / "df_gamed.csv"))
+    metrics, note = winrate_metrics(_annotations(), lc=True)
+    assert note is None and metrics["win_rate"] == 70.0 and 0.0 < metrics["length_controlled_winrate"] < 100.0
+
+    def offline(**kw):
+        raise OSError("no network")
+
+    monkeypatch.setattr(glm, "hf_hub_download", offline)
+    metrics, note = winrate_metrics(_annotations(), lc=True)
+    assert "length_controlled_winrate" not in metrics and note.endswith("OSError: no network")
