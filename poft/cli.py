@@ -9,6 +9,14 @@ library function and writes its outputs atomically, with a report of what was dr
     poft filter  --data data.jsonl --method preference --keep 0.8 --scores scores/merged.json --out kept.json
     poft train   --data data.jsonl --model DIR --scores scores/merged.json --config train.yaml --set loss=poft --out run/
     poft dpo     --model run/checkpoint-N --pairs pairs.jsonl --config dpo.yaml --out run-dpo/
+
+Evaluation writes one metrics JSON per (checkpoint, task) into --out-dir, named <task>.json:
+    poft evaluate lm-eval  --suite micro --model CKPT --data WORK/data --out-dir M/   # all 6 tasks, one lm-eval call
+    poft evaluate lm-eval  --suite leaderboard_v1 --task lb1_gsm8k --model CKPT --backend vllm --out-dir M/
+    poft evaluate generate --suite micro --model CKPT --data WORK/data --out CKPT.outputs.json
+    poft evaluate winrate  --suite micro --data WORK/data --outputs CKPT.outputs.json --reference REF.json --out-dir M/
+    poft evaluate winrate  --suite alpaca_eval2 --judge hf --set model=JUDGE_DIR --outputs O.json --reference R.json --out-dir M/
+    poft evaluate overall  --suite micro --metrics-dir M/ --out M/overall.json
 """
 
 from __future__ import annotations
@@ -170,6 +178,126 @@ def cmd_micro(a) -> None:
     log.info("micro %s done in %ss", a.stage, result.get("seconds", result.get("total_seconds")))
 
 
+def _winrate_spec(a):
+    """The suite's win-rate block (or an empty one), with "{data}" in its paths replaced by --data."""
+    from .evaluation.suites import WinrateSpec, load_suite
+
+    spec = (load_suite(a.suite).winrate if a.suite else None) or WinrateSpec()
+    return spec.with_data(a.data)
+
+
+def cmd_evaluate_lm_eval(a) -> None:
+    import dataclasses
+
+    from .evaluation.benchmarks import evaluate_checkpoint
+    from .evaluation.suites import load_suite
+
+    suite = load_suite(a.suite)
+    overrides = {k: v for k, v in (("limit", a.limit), ("batch_size", a.batch_size)) if v is not None}
+    settings = dataclasses.replace(suite.settings, **overrides)
+    paths = evaluate_checkpoint(a.model, suite, a.out_dir, a.task, a.data, settings, a.backend, a.device, a.dtype)
+    for path in paths:
+        record = read_json(path)
+        log.info("%s: %s %s = %.2f (n=%d)", path, record["task"], record["metric"], record["value"], record["n"])
+
+
+def cmd_evaluate_generate(a) -> None:
+    from .config import from_mapping
+    from .evaluation.generation import GenerationSpec
+    from .evaluation.winrate import generate_outputs, read_prompts
+
+    spec = _winrate_spec(a)
+    prompts_path = a.prompts or spec.prompts
+    if not prompts_path:
+        raise ValueError("no prompts: pass --prompts FILE (or a --suite whose winrate block names them)")
+    gen = from_mapping(GenerationSpec, {**spec.generation, **_load_options(None, a.set)}, "generation option")
+    rows = generate_outputs(a.model, read_prompts(prompts_path), gen, a.out, a.name, a.device, a.dtype)
+    log.info("%s: %d replies from %s", a.out, len(rows), a.model)
+
+
+def cmd_evaluate_winrate(a) -> None:
+    from .evaluation.judges import make_judge
+    from .evaluation.winrate import evaluate_winrate
+
+    spec = _winrate_spec(a)
+    judge_name = a.judge or spec.judge
+    # Suite options belong to the suite's judge; a judge named on the command line starts from none.
+    options = spec.judge_options if judge_name == spec.judge else {}
+    judge = make_judge(judge_name, {**options, **_load_options(None, a.set)})
+    # Another judge than the suite's gets its own file name, so that it never overwrites the suite's score.
+    task = a.task or (spec.task if judge_name == spec.judge else f"{spec.task}_{judge_name}")
+    lc = spec.lc if a.lc is None else a.lc
+    path = evaluate_winrate(a.outputs, a.reference, judge_name, judge, a.out_dir, task, lc)
+    record = read_json(path)
+    log.info("%s: win rate %.2f%% (%d wins, %d draws of %d), LC %s", path, record["value"], record["n_wins"],
+             record["n_draws"], record["n"], record["lc_win_rate"])
+
+
+def cmd_evaluate_overall(a) -> None:
+    from .evaluation.suites import load_suite, overall
+
+    suite = load_suite(a.suite)
+    values = {}
+    for name in suite.tasks:
+        path = Path(a.metrics_dir) / f"{name}.json"
+        if path.is_file():
+            values[name] = read_json(path)["value"]
+    result = {"schema": "poft.overall/1", "suite": suite.name, "metrics_dir": a.metrics_dir,
+              "overall": overall(values, suite), "tasks": suite.overall_tasks, "values": values}
+    write_json(a.out, result)
+    log.info("%s: %s Overall = %.2f", a.out, suite.name, result["overall"])
+
+
+def _add_evaluate(sub) -> None:
+    ev = sub.add_parser("evaluate", help="lm-eval benchmarks, generation, pairwise win rates, Overall")
+    what = ev.add_subparsers(dest="what", required=True)
+
+    s = what.add_parser("lm-eval", help="a suite's lm-eval tasks on a checkpoint: one metrics JSON per task")
+    s.add_argument("--model", required=True, help="checkpoint dir or hf:<repo id>")
+    s.add_argument("--suite", required=True, help="suite name (evals/suites/) or YAML path")
+    s.add_argument("--task", nargs="+", default=None, help="only these tasks of the suite (default: all)")
+    s.add_argument("--data", default=None, help="data dir that tasks with local files read (micro: WORK/data)")
+    s.add_argument("--backend", default="hf", help="hf | vllm")
+    s.add_argument("--limit", type=int, default=None, help="examples per task (smoke runs only)")
+    s.add_argument("--batch-size", default=None, type=lambda v: v if v == "auto" else int(v))
+    s.add_argument("--device", default=None)
+    s.add_argument("--dtype", default="auto", help="auto (the checkpoint's) | float32 | bfloat16 | float16")
+    s.add_argument("--out-dir", required=True)
+    s.set_defaults(func=cmd_evaluate_lm_eval)
+
+    s = what.add_parser("generate", help="one reply per prompt with the model's chat template (alpaca_eval layout)")
+    s.add_argument("--model", required=True, help="checkpoint dir or hf:<repo id>")
+    s.add_argument("--suite", default=None, help="take prompts and generation settings from a suite's winrate block")
+    s.add_argument("--data", default=None, help="data dir for the suite's {data} paths")
+    s.add_argument("--prompts", default=None, help="JSON/JSONL rows with 'instruction' or 'prompt' (and 'id')")
+    s.add_argument("--name", default=None, help="generator name recorded in the outputs (default: model dir name)")
+    s.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="generation option, e.g. max_new_tokens=64, do_sample=true")
+    s.add_argument("--device", default="auto")
+    s.add_argument("--dtype", default="auto")
+    s.add_argument("--out", required=True)
+    s.set_defaults(func=cmd_evaluate_generate)
+
+    s = what.add_parser("winrate", help="pairwise win rate of outputs against reference outputs")
+    s.add_argument("--outputs", required=True, help="the evaluated model's outputs (alpaca_eval layout)")
+    s.add_argument("--reference", required=True, help="the reference outputs, a local file (alpaca_eval layout)")
+    s.add_argument("--suite", default=None, help="take judge, options, task name and LC from a suite's winrate block")
+    s.add_argument("--data", default=None, help="data dir for the suite's {data} paths")
+    s.add_argument("--judge", default=None, help="verifier | alpaca_eval | hf (default: the suite's)")
+    s.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="judge option, e.g. model=DIR")
+    s.add_argument("--task", default=None, help="task name of the metrics JSON (default: the suite's, or winrate)")
+    s.add_argument("--lc", default=None, action=argparse.BooleanOptionalAction,
+                   help="also the length-controlled win rate (needs AlpacaEval's instruction data)")
+    s.add_argument("--out-dir", required=True)
+    s.set_defaults(func=cmd_evaluate_winrate)
+
+    s = what.add_parser("overall", help="a suite's Overall (mean of its Overall tasks) from a metrics dir")
+    s.add_argument("--suite", required=True)
+    s.add_argument("--metrics-dir", required=True)
+    s.add_argument("--out", required=True)
+    s.set_defaults(func=cmd_evaluate_overall)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="poft", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="verb", required=True)
@@ -245,6 +373,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--name", default=None, help="for base / aligned: which model (see poft.micro.build)")
     s.set_defaults(func=cmd_micro)
+
+    _add_evaluate(sub)
     return p
 
 

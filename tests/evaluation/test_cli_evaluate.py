@@ -1,0 +1,59 @@
+"""`poft evaluate ...` end to end on a tiny checkpoint: lm-eval suite -> generate -> win rate -> Overall, and
+bad input as one error line."""
+
+import json
+
+import pytest
+from eval_fixtures import micro_data, tiny_checkpoint  # noqa: F401 - fixtures
+
+from poft.cli import main
+
+
+def run(*argv):
+    return main([str(a) for a in argv])
+
+
+def test_micro_suite_end_to_end(micro_data, tiny_checkpoint, tmp_path):
+    metrics = tmp_path / "metrics"
+    assert run("evaluate", "lm-eval", "--suite", "micro", "--model", tiny_checkpoint, "--data", micro_data,
+               "--limit", 2, "--out-dir", metrics) == 0
+    for name in ("model", "reference"):
+        assert run("evaluate", "generate", "--suite", "micro", "--model", tiny_checkpoint, "--data", micro_data,
+                   "--name", name, "--set", "max_new_tokens=4", "--out", tmp_path / f"{name}.json") == 0
+    assert run("evaluate", "winrate", "--suite", "micro", "--data", micro_data, "--outputs", tmp_path / "model.json",
+               "--reference", tmp_path / "reference.json", "--out-dir", metrics) == 0
+    assert run("evaluate", "overall", "--suite", "micro", "--metrics-dir", metrics, "--out", tmp_path / "overall.json") == 0
+
+    names = sorted(p.name for p in metrics.glob("*.json"))
+    assert names == sorted([f"{t}.json" for t in ("micro_gen_arith", "micro_gen_words", "micro_gen_facts",
+                                                   "micro_mc_arith", "micro_mc_words", "micro_mc_facts", "winrate_micro")])
+    win = json.loads((metrics / "winrate_micro.json").read_text())
+    assert win["value"] == 50.0  # the same model on both sides: every pair a draw
+    assert win["generation"]["max_new_tokens"] == 4 and win["generation"]["do_sample"] is False
+    assert win["reference"]["generator"] == "reference" and win["checkpoint"] == str(tiny_checkpoint)
+    values = {p.stem: json.loads(p.read_text())["value"] for p in metrics.glob("micro_*.json")}
+    overall = json.loads((tmp_path / "overall.json").read_text())
+    assert overall["overall"] == pytest.approx(sum(values.values()) / 6)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["lm-eval", "--suite", "lb3", "--model", "m", "--out-dir", "o"], "unknown suite 'lb3'; valid: alpaca_eval2, "),
+    (["lm-eval", "--suite", "micro", "--task", "arc", "--model", "m", "--out-dir", "o"],
+     "unknown task 'arc' in suite 'micro'; valid: micro_gen_arith, "),
+    (["winrate", "--outputs", "o.json", "--reference", "r.json", "--judge", "gpt", "--out-dir", "o"],
+     "unknown judge 'gpt'; valid: verifier, alpaca_eval, hf"),
+    (["generate", "--suite", "micro", "--model", "m", "--out", "o.json"],
+     "reads '{data}/bench/gen.jsonl': pass the data dir (--data)"),
+    (["overall", "--suite", "micro", "--metrics-dir", "nowhere", "--out", "o.json"],
+     "cannot compute Overall, missing task(s): micro_gen_arith, "),
+])
+def test_bad_input_is_one_error_line(argv, message, capsys):
+    assert run("evaluate", *argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("poft evaluate: error: ") and message in err[0]
+
+
+def test_missing_data_file_names_the_path(tiny_checkpoint, tmp_path, capsys):
+    assert run("evaluate", "lm-eval", "--suite", "micro", "--task", "micro_mc_words", "--model", tiny_checkpoint,
+               "--data", tmp_path, "--out-dir", tmp_path / "m") == 2
+    assert f"task 'micro_mc_words': data file not found: {tmp_path}/bench/mc.jsonl" in capsys.readouterr().err
