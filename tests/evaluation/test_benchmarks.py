@@ -62,3 +62,12 @@ def test_bad_input_errors(micro_data, tmp_path):
         task_spec(tm, "micro_mc_arith", tmp_path)
     with pytest.raises(ValueError, match="task 'micro_gen_arith' reads local data files .* pass the data dir"):
         task_spec(tm, "micro_gen_arith", None)
+
+
+def test_a_bench_row_no_task_would_score_is_an_error(micro_data, tmp_path):
+    (tmp_path / "bench").mkdir()
+    rows = (micro_data / "bench" / "gen.jsonl").read_text().splitlines()[:3]
+    rows.append(json.dumps({"id": "riddle-0000", "task": "riddle", "prompt": "What has keys?", "answer": "piano"}))
+    (tmp_path / "bench" / "gen.jsonl").write_text("\n".join(rows) + "\n")
+    with pytest.raises(ValueError, match="micro bench task type.s. riddle belong to no micro lm-eval task"):
+        evaluate_checkpoint("x", MICRO, tmp_path / "m", tasks=["micro_gen_arith"], data_dir=tmp_path, lm=RandomLM())
