@@ -172,9 +172,10 @@ def cmd_dpo(a) -> None:
 
 
 def cmd_micro(a) -> None:
-    from .micro.build import build, run_stage
+    from .micro.build import MicroSpec, build, run_stage
 
-    result = build(a.out, a.seed) if a.stage == "build" else run_stage(a.out, a.stage, a.seed, a.name)
+    spec = MicroSpec.from_dict(_load_options(a.config, a.set))
+    result = build(a.out, a.seed, spec) if a.stage == "build" else run_stage(a.out, a.stage, a.seed, a.name, spec)
     log.info("micro %s done in %ss", a.stage, result.get("seconds", result.get("total_seconds")))
 
 
@@ -372,6 +373,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", required=True)
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--name", default=None, help="for base / aligned: which model (see poft.micro.build)")
+    s.add_argument("--config", default=None, help="YAML mapping of build options (poft.micro.build.MicroSpec)")
+    s.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="one build option, e.g. sft=200 or pretrain_steps=20")
     s.set_defaults(func=cmd_micro)
 
     _add_evaluate(sub)

@@ -1,8 +1,11 @@
 """Datasets of the micro world: aligned instruction data, SFT sets of uneven quality, DPO pairs, benchmarks.
 
-Every item (an arithmetic pair, a word, a country) belongs to exactly one split, `aligned`, `sft` or
-`bench`, so no benchmark item is ever trained on as an instruction. World knowledge itself comes from the
-prose corpus, which states every fact of every country, word and pair.
+Items (an arithmetic pair, a word, a country) are split into `train` and `bench`; no benchmark item is ever
+an instruction in any training set. Within `train`, every prompt -- an (item, phrasing) pair -- belongs to
+exactly one of `aligned` and `sft`, and every train item has at least one prompt in each. So the aligned
+models learn the same facts the SFT sets ask about (as the paper's aligned LLMs know what UltraChat asks)
+without ever seeing an SFT conversation. World knowledge itself comes from the prose corpus, which states
+every fact of every country, word and pair, benchmark items included -- as web text does for real benchmarks.
 
 Every function is a pure function of `(world, seed, size)`: each dataset draws from its own
 `random.Random` seeded with a string naming it, so adding one dataset never shifts another.
@@ -20,7 +23,7 @@ from poft.io import write_json, write_jsonl, write_text
 from poft.micro.world import TASKS, Task, World, canonical_response, prose_corpus
 
 SPLITS = ("aligned", "sft", "bench")
-SPLIT_FRACTIONS = {"aligned": 0.4, "sft": 0.35, "bench": 0.25}
+BENCH_FRACTION = 0.25  # of the items of each group (words, countries, each arithmetic task)
 
 SYSTEM_PROMPT = "You are a helpful assistant."
 MULTI_TURN_RATE = 0.3
@@ -44,7 +47,8 @@ PROFILES: dict[str, dict[str, float]] = {
 }
 NOISE = {"rematch_fraction": 0.5, "char_rate": 0.05}  # the PoFT paper's recipe, applied to the openhermes-like set
 
-Pool = dict[str, list[tuple]]  # task type -> the items of that type in one split
+Prompt = tuple[tuple, int]  # (item, phrasing index)
+Pool = dict[str, list[Prompt]]  # task type -> the prompts of that type in one split
 
 # How a task's items are grouped for splitting: all tasks on a word share the word's split, all fact tasks
 # on a country share the country's split; arithmetic pairs are split per task.
@@ -61,48 +65,48 @@ def _unit(task: str, item: tuple) -> object:
     return _UNIT[task](item) if task in _UNIT else (task, item)
 
 
-def _partition(units: list, rng: random.Random) -> dict[str, set]:
-    """Shuffle `units` and cut them by `SPLIT_FRACTIONS`; every split gets at least one unit."""
-    if len(units) < len(SPLITS):
-        raise ValueError(f"need at least {len(SPLITS)} units to split, got {len(units)}")
+def _bench_units(units: list, rng: random.Random) -> set:
+    """A shuffled `BENCH_FRACTION` of `units` (at least one, and at least one left for training)."""
+    if len(units) < 2:
+        raise ValueError(f"need at least 2 units to split, got {len(units)}")
     order = list(units)
     rng.shuffle(order)
-    n = len(order)
-    n_aligned = max(1, round(SPLIT_FRACTIONS["aligned"] * n))
-    n_sft = max(1, min(n - n_aligned - 1, round(SPLIT_FRACTIONS["sft"] * n)))
-    return {
-        "aligned": set(order[:n_aligned]),
-        "sft": set(order[n_aligned:n_aligned + n_sft]),
-        "bench": set(order[n_aligned + n_sft:]),
-    }
+    return set(order[: min(len(order) - 1, max(1, round(BENCH_FRACTION * len(order))))])
 
 
 def split_items(world: World, rng: random.Random) -> dict[str, Pool]:
-    """Assign every task item to exactly one of aligned / sft / bench (items of one word or country together)."""
+    """The prompts of every task, split into aligned / sft / bench (see the module docstring).
+
+    Bench holds every phrasing of its items. A train item's phrasings are shuffled; the first goes to
+    aligned, the second to sft, any others to either at random.
+    """
     units_by_group: dict[object, list] = {}
     for name, task in TASKS.items():
         for item in task.items(world):
             u = _unit(name, item)
-            group = u[0] if name in _UNIT else name
-            lst = units_by_group.setdefault(group, [])
+            lst = units_by_group.setdefault(u[0] if name in _UNIT else name, [])
             if u not in lst:
                 lst.append(u)
-    assignment: dict[object, str] = {}
-    for group in units_by_group:  # insertion order: follows TASKS, never hash order
-        for split, units in _partition(units_by_group[group], rng).items():
-            for u in units:
-                assignment[u] = split
-    pools: dict[str, Pool] = {s: {} for s in SPLITS}
+    bench: set = set()
+    for units in units_by_group.values():  # insertion order: follows TASKS, never hash order
+        bench |= _bench_units(units, rng)
+    pools: dict[str, Pool] = {s: {name: [] for name in TASKS} for s in SPLITS}
     for name, task in TASKS.items():
-        for s in SPLITS:
-            pools[s][name] = []
         for item in task.items(world):
-            pools[assignment[_unit(name, item)]][name].append(tuple(item))
+            item = tuple(item)
+            phrasings = list(range(len(task.phrasings)))
+            if _unit(name, item) in bench:
+                pools["bench"][name] += [(item, ph) for ph in phrasings]
+                continue
+            rng.shuffle(phrasings)
+            owners = ["aligned", "sft"] + [rng.choice(("aligned", "sft")) for _ in phrasings[2:]]
+            for ph, owner in sorted(zip(phrasings, owners)):
+                pools[owner][name].append((item, ph))
     return pools
 
 
 def pools_for(world: World, seed: int) -> dict[str, Pool]:
-    """The item splits every dataset of `seed` uses."""
+    """The prompt splits every dataset of `seed` uses."""
     return split_items(world, random.Random(f"{seed}:splits"))
 
 
@@ -132,7 +136,8 @@ def _draw_task(rng: random.Random, world: World, pool: Pool) -> Task:
     if not types:
         raise ValueError("empty item pool")
     name = rng.choice(types)
-    return TASKS[name].make(rng, world, pool[name])
+    item, phrasing = pool[name][rng.randrange(len(pool[name]))]
+    return TASKS[name].make_item(item, world, phrasing)
 
 
 def _conversation(
@@ -255,7 +260,7 @@ def make_benchmarks(world: World, seed: int, n_per_task: int) -> dict[str, list[
     pool = pools_for(world, seed)["bench"]
     gen, mc = [], []
     for name, task_type in TASKS.items():
-        items = list(pool[name])
+        items = list(dict.fromkeys(item for item, _ in pool[name]))  # bench holds every phrasing of an item
         rng.shuffle(items)
         n_phr = len(task_type.phrasings)
         offsets = [rng.randrange(n_phr) for _ in items]
@@ -278,7 +283,9 @@ def make_benchmarks(world: World, seed: int, n_per_task: int) -> dict[str, list[
 # Writing a world to disk in the layouts real datasets come in
 # ----------------------------------------------------------------------------------------------------------
 
-DEFAULT_SIZES = {"n_countries": 24, "prose": 4000, "aligned": 600, "sft": 600, "pairs": 400, "bench_per_task": 40}
+# Measured at seed 0 (see the manifest): 2000 aligned conversations x 3 epochs lift the aligned models' AUC on
+# openhermes from 0.78 (600 x 3) to about 0.97; 1200 SFT conversations give a 1-epoch SFT run ~75 steps.
+DEFAULT_SIZES = {"n_countries": 24, "prose": 4000, "aligned": 2000, "sft": 1200, "pairs": 400, "bench_per_task": 40}
 SHAREGPT_FROM = {"system": "system", "user": "human", "assistant": "gpt"}
 SFT_FORMATS = {"ultrachat": "ultrachat", "sharegpt": "sharegpt", "openhermes": "sharegpt", "clean": "sharegpt",
                "noisy": "sharegpt"}

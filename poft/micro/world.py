@@ -214,6 +214,37 @@ def _choice_distractors(values: list[str], right: str, rng: random.Random) -> li
     return out
 
 
+ORDINALS = ("first", "second", "third")
+N_PICK_ITEMS = 600
+
+
+def _pick_lists(world: World) -> list[Item]:
+    """A fixed sample of (w1, w2, w3, position): three distinct words and which one is asked for.
+
+    The space (70^3 x 3) is too big to enumerate; a seeded sample keeps it finite and splittable.
+    """
+    rng = random.Random(f"pick:{world.seed}")
+    items: list[Item] = []
+    seen = set()
+    while len(items) < N_PICK_ITEMS:
+        item = (*rng.sample(WORDS, 3), rng.randrange(3))
+        if item not in seen:
+            seen.add(item)
+            items.append(item)
+    return items
+
+
+def _pick_distractors(item: Item, world: World, rng: random.Random) -> list[str]:
+    words, pos = list(item[:3]), item[3]
+    others = [w for i, w in enumerate(words) if i != pos]
+    extra = [w for w in WORDS if w not in words]
+    return others + [extra[rng.randrange(len(extra))]]
+
+
+def _larger_pairs(world: World) -> list[Item]:
+    return [(a, b) for a in range(10) for b in range(10) if a != b]
+
+
 TASKS: dict[str, TaskType] = {}
 
 
@@ -293,6 +324,30 @@ _register(TaskType(
 ))
 
 
+# Two tasks that need no memorised fact -- copying by position and comparing digits -- so that a small model
+# can answer items it never saw in instruction form: the held-out benchmark then measures learning, not recall.
+_register(TaskType(
+    name="pick",
+    phrasings=("What is the {o} word in: {ws}?", "Which word is {o} in the list {ws}?"),
+    items=_pick_lists,
+    fields=lambda it, w: {"o": ORDINALS[it[3]], "ws": " ".join(it[:3])},
+    answer=lambda it, w: it[it[3]],
+    key=lambda it: f"pick:{it[0]}:{it[1]}:{it[2]}:{it[3]}",
+    wrong=lambda it, w: it[(it[3] + 1) % 3],  # the next word: an off-by-one reader
+    distractors=_pick_distractors,
+))
+_register(TaskType(
+    name="larger",
+    phrasings=("Which is larger, {a} or {b}?", "What is the larger number of {a} and {b}?"),
+    items=_larger_pairs,
+    fields=lambda it, w: {"a": it[0], "b": it[1]},
+    answer=lambda it, w: str(max(it)),
+    key=lambda it: f"larger:{it[0]}:{it[1]}",
+    wrong=lambda it, w: str(min(it)),
+    distractors=lambda it, w, rng: [str(min(it))] + [d for d in _near_numbers(max(it), rng, hi=9) if d != str(min(it))],
+))
+
+
 # ----------------------------------------------------------------------------------------------------------
 # The checker side: parse the prompt, compute the answer, compare with the response
 # ----------------------------------------------------------------------------------------------------------
@@ -322,6 +377,10 @@ _PATTERNS: tuple[tuple[str, re.Pattern, tuple[str, ...]], ...] = tuple(
         ("color", rf"Which color belongs to {_NAME}\?", ("c",)),
         ("lucky", rf"What is the lucky number of {_NAME}\?", ("c",)),
         ("lucky", rf"Which number is lucky in {_NAME}\?", ("c",)),
+        ("pick", rf"What is the (first|second|third) word in: {_WORD} {_WORD} {_WORD}\?", ("o", "w1", "w2", "w3")),
+        ("pick", rf"Which word is (first|second|third) in the list {_WORD} {_WORD} {_WORD}\?", ("o", "w1", "w2", "w3")),
+        ("larger", rf"Which is larger, {_NUM} or {_NUM}\?", ("a", "b")),
+        ("larger", rf"What is the larger number of {_NUM} and {_NUM}\?", ("a", "b")),
     )
 )
 
@@ -341,8 +400,10 @@ def parse_prompt(prompt: str) -> tuple[str, dict[str, str]]:
 def prompt_key(prompt: str) -> str:
     """The item key of a prompt, derived from its text (phrasing-independent), e.g. 'sub:7:2'."""
     task, f = parse_prompt(prompt)
-    if task in ("add", "sub"):
+    if task in ("add", "sub", "larger"):
         return f"{task}:{int(f['a'])}:{int(f['b'])}"
+    if task == "pick":
+        return f"pick:{f['w1']}:{f['w2']}:{f['w3']}:{['first', 'second', 'third'].index(f['o'])}"
     if task == "reverse":
         return f"reverse:{f['w']}"
     if task == "count":
@@ -364,6 +425,13 @@ def solve(prompt: str, world: World) -> str:
         return "".join(reversed(f["w"]))
     if task == "count":
         return str(sum(1 for ch in f["w"] if ch == f["l"]))
+    if task == "pick":
+        return [f["w1"], f["w2"], f["w3"]][{"first": 0, "second": 1, "third": 2}[f["o"]]]
+    if task == "larger":
+        a, b = int(f["a"]), int(f["b"])
+        if a == b:
+            raise ValueError(f"a larger-of task needs two different numbers: {prompt!r}")
+        return str(a if a > b else b)
     if not world.has_country(f["c"]):
         raise ValueError(f"unknown country {f['c']!r} in {prompt!r}")
     c = world.country(f["c"])
@@ -418,6 +486,9 @@ def prose_facts(world: World) -> list[list[str]]:
         facts.append([f"The word {w} reversed is {r}.", f"{w} spelled backwards is {r}."])
     for w, ch in _word_letters(world):
         facts.append(_count_sentences(w, ch))
+    for a, b in _larger_pairs(world):
+        if a > b:
+            facts.append([f"{a} is larger than {b}.", f"{b} is smaller than {a}."])
     return facts
 
 

@@ -1,4 +1,4 @@
-"""Micro-world datasets: flaws that the checker catches, profile rates, item-disjoint splits, deterministic files."""
+"""Micro-world datasets: flaws that the checker catches, profile rates, prompt-disjoint splits with held-out bench items, deterministic files."""
 
 from __future__ import annotations
 
@@ -11,10 +11,10 @@ from poft.data import load_conversations, read_conversations
 from poft.dpo import read_pairs, validate_pairs
 from poft.io import read_json
 from poft.micro.datasets import (
-    NOISE, PROFILES, SPLITS, make_aligned_set, make_benchmarks, make_conversation, make_preference_pairs,
+    BENCH_FRACTION, DEFAULT_SIZES, NOISE, PROFILES, SPLITS, make_aligned_set, make_benchmarks, make_conversation, make_preference_pairs,
     make_sft_sets, pools_for, split_items, write_world,
 )
-from poft.micro.world import World, check, prompt_key
+from poft.micro.world import TASKS, World, check, prompt_key
 
 SEED = 11
 N = 400
@@ -40,20 +40,27 @@ def turns(conv: dict) -> list[tuple[str, str]]:
 def unit(key: str) -> str:
     """The split unit of an item key: the word or country for word/fact tasks, the pair for arithmetic."""
     kind, rest = key.split(":", 1)
-    if kind in ("add", "sub"):
+    if kind in ("add", "sub", "larger", "pick"):
         return key
     return ("word:" if kind in ("reverse", "count") else "country:") + rest.split(":")[0]
 
 
-def test_split_items_is_a_partition(world):
+def test_split_items_partitions_prompts(world):
     pools = split_items(world, random.Random(0))
     from poft.micro.world import TASKS
 
     for name, task in TASKS.items():
-        all_items = sorted(task.items(world))
-        got = sorted(it for s in SPLITS for it in pools[s][name])
-        assert got == all_items
-        assert all(pools[s][name] for s in SPLITS)
+        every = sorted((tuple(it), ph) for it in task.items(world) for ph in range(len(task.phrasings)))
+        got = sorted(p for s in SPLITS for p in pools[s][name])
+        assert got == every, name  # each prompt in exactly one split
+        items = {s: {it for it, _ in pools[s][name]} for s in SPLITS}
+        assert all(items.values()), name
+        # bench items are held out whole; every train item is asked in both the aligned and the sft data
+        assert not items["bench"] & (items["aligned"] | items["sft"]), name
+        assert items["aligned"] == items["sft"], name
+        n_bench_units = len({unit(task.key(it)) for it in items["bench"]})
+        n_units = len({unit(task.key(tuple(it))) for it in task.items(world)})
+        assert abs(n_bench_units - BENCH_FRACTION * n_units) <= 1, name
     assert pools_for(world, 3) == pools_for(world, 3)
 
 
@@ -112,22 +119,26 @@ def test_noisy_set_is_openhermes_through_add_noise(sft_sets, world):
 
 
 def test_splits_are_disjoint_in_generated_data(world, sft_sets):
-    aligned = make_aligned_set(world, SEED, 600)
+    aligned = make_aligned_set(world, SEED, DEFAULT_SIZES["aligned"])
     pairs = make_preference_pairs(world, SEED, 300)
     bench = make_benchmarks(world, SEED, 50)
-    keys = {
-        "aligned": {prompt_key(p) for c in aligned for p, _ in turns(c)},
-        "sft": {prompt_key(p) for convs in sft_sets.values() for c in convs for p, _ in turns(c)}
-        | {prompt_key(m["content"]) for pr in pairs for m in pr["prompt"] if m["role"] == "user"},
-        "bench": {prompt_key(r["prompt"]) for rows in bench.values() for r in rows},
+    prompts = {
+        "aligned": {p for c in aligned for p, _ in turns(c)},
+        "sft": {p for convs in sft_sets.values() for c in convs for p, _ in turns(c) if c["meta"]["flaw"] != "noise"}
+        | {m["content"] for pr in pairs for m in pr["prompt"] if m["role"] == "user"},
+        "bench": {r["prompt"] for rows in bench.values() for r in rows},
     }
+    keys = {s: {prompt_key(p) for p in ps} for s, ps in prompts.items()}
     units = {s: {unit(k) for k in ks} for s, ks in keys.items()}
+    # no prompt text is shared by any two splits; benchmark items are never trained on in any phrasing
     for a, b in (("aligned", "sft"), ("aligned", "bench"), ("sft", "bench")):
-        assert not keys[a] & keys[b], (a, b)
-        assert not units[a] & units[b], (a, b)
-    # every task type shows up everywhere
+        assert not prompts[a] & prompts[b], (a, b)
+    for a in ("aligned", "sft"):
+        assert not keys[a] & keys["bench"] and not units[a] & units["bench"], a
+    # ... while the aligned models learn the very items the SFT sets ask about, in other words
+    assert len(keys["aligned"] & keys["sft"]) > 0.5 * len(keys["sft"])
     for ks in keys.values():
-        assert {k.split(":")[0] for k in ks} == {"add", "sub", "reverse", "count", "capital", "color", "lucky"}
+        assert {k.split(":")[0] for k in ks} == set(TASKS)
 
 
 def test_aligned_set_is_clean(world):
