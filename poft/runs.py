@@ -1,0 +1,95 @@
+"""A run directory and what the DAG needs from it: its checkpoint per epoch, a resume that can be trusted, and
+the report records of its evaluations. Imports nothing heavy: evaluation jobs resolve checkpoints with it.
+
+    run_checkpoints("work/micro/runs/<run>")        -> {1: Path(.../checkpoint-19), 2: ..., 3: ...}
+    prepare_resume(out, record, "poft_train_config.json")   # before `poft train --safe-resume` resumes
+    records_from_index(read_json(".../evaluation.json"))    # -> poft.report records, one per metrics file
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import shutil
+from pathlib import Path
+
+from .io import read_json
+
+log = logging.getLogger(__name__)
+
+TRAIN_MARKER = "poft_train_config.json"  # poft.training.EpochCheckpoints writes it last in each checkpoint
+TRAINER_STATE = "trainer_state.json"  # transformers writes it last in a checkpoint (poft dpo's, through TRL)
+
+
+def run_checkpoints(run_dir: str | Path) -> dict[int, Path]:
+    """{epoch: checkpoint dir} of a run's complete checkpoints: a `poft train` run's (epoch in its marker, as
+    poft.training.epoch_checkpoints reads it, without importing transformers) or a `poft dpo` run's."""
+    ckpts = list(Path(run_dir).glob("checkpoint-*"))
+    if any((c / TRAIN_MARKER).is_file() for c in ckpts):
+        found = {read_json(c / TRAIN_MARKER)["epoch"]: c for c in ckpts if (c / TRAIN_MARKER).is_file()}
+    else:
+        found = {round(read_json(c / TRAINER_STATE)["epoch"]): c for c in ckpts if (c / TRAINER_STATE).is_file()}
+    return dict(sorted(found.items()))
+
+
+def checkpoint_of(run_dir: str | Path, epoch: int | str) -> Path:
+    """The checkpoint of `epoch` (an integer, or "last") in a run dir; errors list the epochs there are."""
+    found = run_checkpoints(run_dir)
+    if not found:
+        raise FileNotFoundError(f"{run_dir}: no epoch checkpoints (is it a `poft train` or `poft dpo` run dir?)")
+    key = max(found) if epoch == "last" else int(epoch)
+    if key not in found:
+        raise KeyError(f"{run_dir}: no checkpoint for epoch {epoch}; epochs: {', '.join(map(str, found))}")
+    return found[key]
+
+
+def fingerprint(path: str | Path | None, big: int = 64 * 2**20) -> str | None:
+    """sha256 over a file or a directory's files (relative name, size, and the content of files under `big`
+    bytes, else their mtime); a path that does not exist (a hub id) or None is returned as it is."""
+    if path is None or not Path(path).exists():
+        return None if path is None else str(path)
+    root = Path(path)
+    files = [root] if root.is_file() else sorted(f for f in root.rglob("*") if f.is_file())
+    h = hashlib.sha256()
+    for f in files:
+        size = f.stat().st_size
+        h.update(f"{f.name if f == root else f.relative_to(root)}:{size}:".encode())
+        h.update(f.read_bytes() if size < big else str(f.stat().st_mtime_ns).encode())
+    return h.hexdigest()
+
+
+def prepare_resume(out: str | Path, record: dict, complete_marker: str,
+                   record_file: str = "resolved_config.json") -> list[Path]:
+    """Make `out` safe to resume from; returns the checkpoints it deleted.
+
+    A checkpoint without `complete_marker` (the file its save writes last) was cut off by a kill: deleted.
+    If `record` (options, inputs and their fingerprints) differs from the one saved in `out/record_file`, the
+    run was made with other options or other input contents, and resuming would silently finish THAT run:
+    every checkpoint and completion file is deleted, and training starts over.
+    """
+    out = Path(out)
+    ckpts = sorted(out.glob("checkpoint-*"))
+    saved = out / record_file
+    stale = saved.is_file() and read_json(saved) != record
+    doomed = ckpts if stale else [c for c in ckpts if not (c / complete_marker).is_file()]
+    if doomed:
+        log.warning("%s: removing %d %s checkpoint(s): %s", out, len(doomed), "stale" if stale else "incomplete",
+                    ", ".join(c.name for c in doomed))
+    for ckpt in doomed:
+        shutil.rmtree(ckpt)
+    if stale:
+        for name in ("train_summary.json", "dpo_config.json", "dpo_metrics.json"):
+            (out / name).unlink(missing_ok=True)
+    return doomed
+
+
+def records_from_index(index: dict, origin: str = "evaluation index") -> list[dict]:
+    """poft.report records ({base, dataset, method, variant, seed, epoch, metrics_file}) from a
+    `poft evaluate checkpoint --record ...` index: one per metrics file of each evaluated checkpoint."""
+    out = []
+    for entry in index.get("evaluations", []):
+        if "record" not in entry:
+            raise ValueError(f"{origin}: an evaluation of {entry.get('model')!r} has no 'record' (the run "
+                             "identity): evaluate with --record KEY=VALUE")
+        out += [{**entry["record"], "metrics_file": m} for m in entry["metrics"]]
+    return out

@@ -1,0 +1,33 @@
+"""Running Snakemake on this repository's DAG from tests: the same command a user types, in a subprocess."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+CONFIGS = sorted((ROOT / "workflows" / "configs").glob("*.yaml"))
+
+
+def env() -> dict:
+    """The test interpreter's bin dir first on PATH, so that rules find its `poft` (and `hf`)."""
+    return {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+
+
+def snakemake(*args: str, timeout: int = 600, **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "snakemake", *args], cwd=ROOT, env=env(), capture_output=True,
+                          text=True, timeout=timeout, **kwargs)
+
+
+def job_counts(output: str) -> dict[str, int]:
+    """Snakemake's "Job stats" table (dry-run or run) as {rule: count}."""
+    lines = output[output.index("Job stats:"):].splitlines()[3:]
+    counts = {}
+    for line in lines:
+        parts = line.split()
+        if len(parts) != 2 or parts[0] == "total":
+            break
+        counts[parts[0]] = int(parts[1])
+    return counts
