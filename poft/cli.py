@@ -9,6 +9,11 @@ library function and writes its outputs atomically, with a report of what was dr
     poft filter  --data data.jsonl --method preference --keep 0.8 --scores scores/merged.json --out kept.json
     poft train   --data data.jsonl --model DIR --scores scores/merged.json --config train.yaml --set loss=poft --out run/
     poft dpo     --model run/checkpoint-N --pairs pairs.jsonl --config dpo.yaml --out run-dpo/
+    poft dpo     --model run/ --epoch last --pairs pairs.jsonl --out run-dpo/     # a run dir + --epoch: its checkpoint
+    poft shuffle-scores --scores scores/merged.json --seed 0 --out scores/merged.shuffled0.json   # control K1
+    poft distill --data data.jsonl --model ALIGNED --set max_new_tokens=64 --out distilled.jsonl  # Table 5
+    poft prepare-pairs --source hf:HuggingFaceH4/ultrafeedback_binarized --split train_prefs --out pairs.jsonl
+    poft report  --records records.jsonl --suite micro --out-dir results/micro   # tables, claims, plots, HTML
 
 Evaluation writes one metrics JSON per (checkpoint, task) into --out-dir, named <task>.json:
     poft evaluate lm-eval  --suite micro --model CKPT --data WORK/data --out-dir M/   # all 6 tasks, one lm-eval call
@@ -17,6 +22,8 @@ Evaluation writes one metrics JSON per (checkpoint, task) into --out-dir, named 
     poft evaluate winrate  --suite micro --data WORK/data --outputs CKPT.outputs.json --reference REF.json --out-dir M/
     poft evaluate winrate  --suite alpaca_eval2 --judge hf --set model=JUDGE_DIR --outputs O.json --reference R.json --out-dir M/
     poft evaluate overall  --suite micro --metrics-dir M/ --out M/overall.json
+    poft evaluate checkpoint --suite micro --model RUN_A/ RUN_B/ --epoch 1 2 3 --data WORK/data --reference R.json
+        --out-dir MA/epoch{epoch} MB/epoch{epoch}   # every suite, every epoch of both runs, one process (the DAG's)
 """
 
 from __future__ import annotations
@@ -148,9 +155,14 @@ def cmd_train(a) -> None:
                                                 spec.attn_implementation)
     examples, report = build_examples(convs, tokenizer, spec.max_length, scores)
     out = Path(a.out)
-    write_json(out / "data_report.json", report)
     record = {"model": a.model, "data": a.data, "scores": a.scores, "keep_ids": a.keep_ids,
               "resolved_spec": dataclasses.asdict(spec)}
+    if a.safe_resume:  # the same paths may hold new content (a rebuilt model, rescored data): compare contents
+        from .runs import TRAIN_MARKER, fingerprint, prepare_resume
+
+        record["inputs"] = {k: fingerprint(getattr(a, k)) for k in ("model", "data", "scores", "keep_ids")}
+        prepare_resume(out, record, TRAIN_MARKER)
+    write_json(out / "data_report.json", report)
     write_json(out / "resolved_config.json", record)
     summary = train(model, tokenizer, examples, out, spec, record)
     log.info("%s: %d steps, %d epochs, train loss %.4f", out, summary["global_step"], summary["epochs_done"],
@@ -164,10 +176,20 @@ def _cuda() -> bool:
 
 
 def cmd_dpo(a) -> None:
+    import dataclasses
+
     from .dpo import DPOConfigSpec, read_pairs, run_dpo
 
     spec = DPOConfigSpec.from_dict(_load_options(a.config, a.set))
-    metrics = run_dpo(a.model, read_pairs(a.pairs), a.out, spec)
+    start = _checkpoint(a.model, a.epoch)
+    if a.safe_resume:  # as for train
+        from .runs import TRAINER_STATE, fingerprint, prepare_resume
+
+        record = {"start": start, "start_fingerprint": fingerprint(start), "pairs": fingerprint(a.pairs),
+                  "spec": dataclasses.asdict(spec)}
+        prepare_resume(a.out, record, TRAINER_STATE, "dpo_inputs.json")
+        write_json(Path(a.out) / "dpo_inputs.json", record)
+    metrics = run_dpo(start, read_pairs(a.pairs), a.out, spec)
     log.info("%s: DPO %d steps on %d pairs", a.out, metrics["global_step"], metrics["n_pairs_trained"])
 
 
@@ -177,6 +199,92 @@ def cmd_micro(a) -> None:
     spec = MicroSpec.from_dict(_load_options(a.config, a.set))
     result = build(a.out, a.seed, spec) if a.stage == "build" else run_stage(a.out, a.stage, a.seed, a.name, spec)
     log.info("micro %s done in %ss", a.stage, result.get("seconds", result.get("total_seconds")))
+
+
+def _checkpoint(model: str, epoch: str | None) -> str:
+    """`model` itself, or with --epoch the checkpoint of that epoch in the run dir `model` ("last": the final)."""
+    from .runs import checkpoint_of
+
+    return model if epoch is None else str(checkpoint_of(model, epoch))
+
+
+def cmd_shuffle_scores(a) -> None:
+    from .controls import shuffle_scores
+    from .scoring import read_scores
+
+    shuffled = shuffle_scores(read_scores(a.scores), a.seed)
+    write_json(a.out, shuffled)
+    log.info("%s: %d aligned scores permuted across ids (seed %d)", a.out, shuffled["meta"]["shuffled"]["n_permuted"],
+             a.seed)
+
+
+def cmd_distill(a) -> None:
+    import dataclasses
+
+    from .config import from_mapping
+    from .controls import distill_dataset, distill_prompts
+    from .data import save_conversations
+    from .evaluation.generation import GenerationSpec, generate
+    from .scoring import load_model_and_tokenizer
+
+    convs = _conversations(a.data)
+    gen = from_mapping(GenerationSpec, _load_options(a.config, a.set), "generation option")
+    model, tokenizer = load_model_and_tokenizer(a.model, a.device, a.dtype)
+    replies = generate(model, tokenizer, distill_prompts(convs), gen)
+    distilled, report = distill_dataset(convs, replies, a.name or Path(a.model.rstrip("/")).name)
+    save_conversations(a.out, distilled)
+    write_json(f"{a.out}.report.json", {**report, "model": a.model, "generation": dataclasses.asdict(gen)})
+    log.info("%s: %d of %d conversations with a regenerated last reply", a.out, report["n_output"], report["n_input"])
+
+
+def cmd_prepare_pairs(a) -> None:
+    from .controls import to_pair
+    from .data import read_rows
+    from .dpo import validate_pairs
+    from .io import write_jsonl
+
+    rows, origin = read_rows(a.source, a.split)
+    pairs = [to_pair(r, i, origin) for i, r in enumerate(rows[: a.limit] if a.limit else rows)]
+    validate_pairs(pairs)
+    write_jsonl(a.out, pairs)
+    write_json(f"{a.out}.report.json", {"source": origin, "n_rows": len(rows), "n_pairs": len(pairs), "limit": a.limit})
+    log.info("%s: %d preference pairs from %s", a.out, len(pairs), origin)
+
+
+def cmd_report(a) -> None:
+    from .evaluation.suites import load_suite
+    from .io import write_jsonl
+    from .report import build_report, read_records
+    from .runs import records_from_index
+
+    records = [r for path in a.records for r in read_records(path)]
+    records += [r for path in a.evaluations for r in records_from_index(read_json(path), path)]
+    if not records:
+        raise ValueError("no records: pass --records FILE and/or --evaluations INDEX...")
+    suite = load_suite(a.suite)
+    scores = dict(_pair(item, "--scores") for item in a.scores)
+    paper_names = _load_mapping(a.paper_names) if a.paper_names else None
+    out = Path(a.out_dir)
+    write_jsonl(out / "records.jsonl", records)  # what this report was built from
+    written = build_report(records, out, suite.overall_tasks, chat_tasks=a.chat_tasks, focus_task=a.focus_task,
+                           noise_datasets=a.noise_datasets, scores=scores or None, paper=a.paper,
+                           paper_names=paper_names, n_boot=a.n_boot, seed=a.seed)
+    log.info("%s: %d records -> %s", out, len(records), ", ".join(sorted(written)))
+
+
+def _pair(item: str, flag: str) -> tuple[str, str]:
+    key, sep, value = item.partition("=")
+    if not sep or not key:
+        raise ValueError(f"{flag} {item!r}: expected NAME=PATH")
+    return key, value
+
+
+def _load_mapping(value: str) -> dict:
+    """An inline YAML/JSON mapping ("{...}") or the path of a YAML/JSON file holding one."""
+    obj = yaml.safe_load(value) if value.lstrip().startswith("{") else yaml.safe_load(Path(value).read_text())
+    if not isinstance(obj, dict):
+        raise ValueError(f"{value[:60]!r}: expected a mapping")
+    return obj
 
 
 def _winrate_spec(a):
@@ -249,6 +357,73 @@ def cmd_evaluate_overall(a) -> None:
     log.info("%s: %s Overall = %.2f", a.out, suite.name, result["overall"])
 
 
+def _evaluate_suites(model: str, out_dir: Path, suites: list, a) -> list[Path]:
+    """Every suite on one checkpoint: its lm-eval tasks, then generation and the win rate. Metrics files."""
+    import dataclasses
+
+    from .config import from_mapping
+    from .evaluation.benchmarks import evaluate_checkpoint
+    from .evaluation.generation import GenerationSpec
+    from .evaluation.judges import make_judge
+    from .evaluation.winrate import evaluate_winrate, generate_outputs, read_prompts
+
+    overrides = {k: v for k, v in (("limit", a.limit), ("batch_size", a.batch_size)) if v is not None}
+    written = []
+    for suite in suites:
+        if suite.tasks:
+            settings = dataclasses.replace(suite.settings, **overrides)
+            written += evaluate_checkpoint(model, suite, out_dir, None, a.data, settings, a.backend, a.device, a.dtype)
+        if suite.winrate:
+            spec = suite.winrate.with_data(a.data)
+            if not a.reference:
+                raise ValueError(f"suite {suite.name!r} has a win rate ({spec.task}): pass --reference OUTPUTS")
+            gen = from_mapping(GenerationSpec, {**spec.generation, **_load_options(None, a.generation)},
+                               "generation option")
+            outputs = out_dir / f"{spec.task}.outputs.json"
+            prompts = a.prompts or spec.prompts or a.reference  # alpaca_eval: the reference's own instructions
+            generate_outputs(model, read_prompts(prompts), gen, outputs, a.name, a.device or "auto", a.dtype)
+            judge = make_judge(spec.judge, {**spec.judge_options, **_load_options(None, a.judge_set)})
+            written.append(evaluate_winrate(str(outputs), a.reference, spec.judge, judge, out_dir, spec.task, spec.lc))
+    return written
+
+
+def cmd_evaluate_checkpoint(a) -> None:
+    """Every suite on every checkpoint asked for, in one process (the imports are paid once): each --model is a
+    checkpoint, or with --epoch a run dir whose epochs' checkpoints are evaluated; --out-dir (one per --model,
+    "{epoch}" filled in) receives the metrics files; one index lists them all with each checkpoint's --record."""
+    import time
+
+    from .evaluation.suites import load_suite
+    from .runs import run_checkpoints
+
+    suites = [load_suite(name) for name in a.suite]  # every name checked before any model loads
+    epochs = a.epoch or [None]
+    records = [_load_mapping(r) for r in a.record] or [None] * len(a.model)
+    if len(a.out_dir) != len(a.model) or len(records) != len(a.model):
+        raise ValueError(f"{len(a.model)} --model, {len(a.out_dir)} --out-dir and {len(a.record)} --record values: "
+                         "give one --out-dir (and one --record, if any) per --model")
+    if len(epochs) > 1 and any("{epoch}" not in d for d in a.out_dir):
+        raise ValueError("several --epoch values: every --out-dir must contain {epoch}")
+    entries = []
+    for source, out_template, record in zip(a.model, a.out_dir, records):
+        for epoch in epochs:
+            started = time.time()
+            model = _checkpoint(source, epoch)
+            number = None if epoch is None else max(run_checkpoints(source)) if epoch == "last" else int(epoch)
+            out_dir = Path(out_template.replace("{epoch}", str(number)))
+            written = _evaluate_suites(model, out_dir, suites, a)
+            entry = {"model": model, "epoch": number, "metrics": [str(p) for p in written],
+                     "seconds": round(time.time() - started, 2)}
+            if record is not None:
+                entry["record"] = {**record, "epoch": number} if epoch is not None else record
+            entries.append(entry)
+            for path in written:
+                r = read_json(path)
+                log.info("%s: %s %s = %.2f (n=%d)", path, r["task"], r["metric"], r["value"], r["n"])
+    index = {"schema": "poft.evaluation/1", "suites": [s.name for s in suites], "evaluations": entries}
+    write_json(a.index or Path(a.out_dir[0].replace("{epoch}", "all")) / "evaluation.json", index)
+
+
 def _add_evaluate(sub) -> None:
     ev = sub.add_parser("evaluate", help="lm-eval benchmarks, generation, pairwise win rates, Overall")
     what = ev.add_subparsers(dest="what", required=True)
@@ -297,6 +472,32 @@ def _add_evaluate(sub) -> None:
     s.add_argument("--metrics-dir", required=True)
     s.add_argument("--out", required=True)
     s.set_defaults(func=cmd_evaluate_overall)
+
+    s = what.add_parser("checkpoint", help="every suite on checkpoints in one process: lm-eval tasks, then "
+                        "generation and win rate; writes an index of the metrics files")
+    s.add_argument("--model", nargs="+", required=True, help="checkpoint dirs or hf:<repo id>s, or run dirs with --epoch")
+    s.add_argument("--epoch", nargs="+", default=None,
+                   help="--model values are run dirs: evaluate these epochs' checkpoints (integers, or 'last')")
+    s.add_argument("--suite", nargs="+", required=True, help="suite names or YAML paths")
+    s.add_argument("--data", default=None, help="data dir for the suites' local files and {data} paths")
+    s.add_argument("--reference", default=None, help="reference outputs for the suites' win rates")
+    s.add_argument("--prompts", default=None, help="win-rate prompts (default: the suite's, else the reference's "
+                   "instructions)")
+    s.add_argument("--name", default=None, help="generator name recorded in the outputs")
+    s.add_argument("--generation", action="append", default=[], metavar="KEY=VALUE", help="generation option")
+    s.add_argument("--judge-set", action="append", default=[], metavar="KEY=VALUE", help="judge option")
+    s.add_argument("--backend", default="hf", help="hf | vllm")
+    s.add_argument("--limit", type=int, default=None, help="examples per task (smoke runs only)")
+    s.add_argument("--batch-size", default=None, type=lambda v: v if v == "auto" else int(v))
+    s.add_argument("--device", default=None)
+    s.add_argument("--dtype", default="auto")
+    s.add_argument("--record", nargs="+", default=[], metavar="JSON",
+                   help="per --model, its run identity for `poft report --evaluations` ({base, dataset, method, "
+                        "variant, seed}; the epoch is filled in)")
+    s.add_argument("--out-dir", nargs="+", required=True, help="per --model, the metrics dir ({epoch} filled in)")
+    s.add_argument("--index", default=None, help="index of every evaluation of this call: checkpoint, epoch, record, "
+                   "metrics files (default: <first out-dir>/evaluation.json, {epoch} read as 'all')")
+    s.set_defaults(func=cmd_evaluate_checkpoint)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -361,8 +562,15 @@ def build_parser() -> argparse.ArgumentParser:
             s.add_argument("--data", required=True)
             s.add_argument("--scores", default=None, help="merged aligned scores (needed for loss=poft)")
             s.add_argument("--keep-ids", default=None, help="a filter's output: train on these ids only")
+            s.add_argument("--safe-resume", action="store_true", help="before resuming, delete checkpoints an "
+                           "interrupted save left incomplete, and all of them if --out was trained with other options "
+                           "or inputs (the DAG passes it)")
         else:
             s.add_argument("--pairs", required=True, help="JSONL of {id, prompt, chosen, rejected}")
+            s.add_argument("--epoch", default=None, help="--model is a run dir: start from this epoch's checkpoint "
+                           "(an integer, or 'last')")
+            s.add_argument("--safe-resume", action="store_true", help="before resuming, delete checkpoints an "
+                           "interrupted save left incomplete (the DAG passes it)")
         s.add_argument("--config", default=None, help="YAML mapping of options")
         s.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override one option")
         s.add_argument("--out", required=True)
@@ -377,6 +585,46 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="one build option, e.g. sft=200 or pretrain_steps=20")
     s.set_defaults(func=cmd_micro)
+
+    s = sub.add_parser("shuffle-scores", help="control K1: permute the aligned scores across ids (seeded)")
+    s.add_argument("--scores", required=True, help="a merged score file")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--out", required=True)
+    s.set_defaults(func=cmd_shuffle_scores)
+
+    s = sub.add_parser("distill", help="distillation baseline: each conversation's last reply regenerated by a model")
+    s.add_argument("--data", required=True)
+    s.add_argument("--model", required=True, help="the regenerating (aligned) model: local dir or hf:<repo id>")
+    s.add_argument("--name", default=None, help="generator name recorded in each conversation's meta")
+    s.add_argument("--config", default=None, help="YAML mapping of generation options")
+    s.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="generation option")
+    s.add_argument("--device", default="auto")
+    s.add_argument("--dtype", default="auto")
+    s.add_argument("--out", required=True)
+    s.set_defaults(func=cmd_distill)
+
+    s = sub.add_parser("prepare-pairs", help="DPO preference pairs (TRL or UltraFeedback-binarized layout) -> JSONL")
+    s.add_argument("--source", required=True, help="file, datasets dir, or hf:<id>[:<config>]")
+    s.add_argument("--split", default="train")
+    s.add_argument("--limit", type=int, default=None, help="keep only the first N pairs")
+    s.add_argument("--out", required=True)
+    s.set_defaults(func=cmd_prepare_pairs)
+
+    s = sub.add_parser("report", help="tables, paired differences, claim verdicts, plots and HTML from run records")
+    s.add_argument("--records", nargs="+", default=[], help="records files (JSON list or JSON Lines): {base, "
+                   "dataset, method, variant, seed, epoch, metrics_file}")
+    s.add_argument("--evaluations", nargs="+", default=[], help="`poft evaluate checkpoint --record ...` index files")
+    s.add_argument("--suite", required=True, help="the suite whose Overall tasks define 'Overall'")
+    s.add_argument("--chat-tasks", nargs="+", default=None, help="win-rate / chat tasks (default: every win_rate task)")
+    s.add_argument("--focus-task", default=None, help="claim C3's task (the paper's GSM8k)")
+    s.add_argument("--noise-datasets", nargs="+", default=None, help="the noise study's datasets, clean -> noisiest")
+    s.add_argument("--scores", nargs="+", default=[], metavar="DATASET=PATH", help="merged score file per dataset")
+    s.add_argument("--paper", action="store_true", help="also the reproduced-vs-reported comparison (paper.md)")
+    s.add_argument("--paper-names", default=None, help="our names -> the paper's labels: a YAML/JSON file or inline {...}")
+    s.add_argument("--n-boot", type=int, default=10_000)
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--out-dir", required=True)
+    s.set_defaults(func=cmd_report)
 
     _add_evaluate(sub)
     return p
