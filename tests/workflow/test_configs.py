@@ -1,0 +1,80 @@
+"""Every config lints clean and plans offline; the paper's grid plans in seconds with the documented job counts;
+a bad config fails before any job starts, naming the key."""
+
+import time
+
+import pytest
+import yaml
+
+from .conftest import CONFIGS, ROOT, job_counts, snakemake
+
+# Jobs per rule of `snakemake -n` from scratch (README: "The DAG").
+PAPER_JOBS = {"prepare_dataset": 6, "noise_dataset": 1, "prepare_pairs": 1, "distill_dataset": 3, "score_dataset": 18,
+              "merge_scores": 6, "score_ifd": 1, "filter_dataset": 4, "shuffle_scores": 1, "train_model": 30,
+              "dpo_model": 2, "fetch_reference_outputs": 1, "evaluate_checkpoint": 142, "report": 1, "all": 1}
+MICRO_JOBS = {"micro_data": 1, "micro_model": 5, "micro_manifest": 1, "prepare_dataset": 5, "prepare_pairs": 1,
+              "distill_dataset": 3, "score_dataset": 15, "merge_scores": 5, "score_ifd": 1, "filter_dataset": 2,
+              "shuffle_scores": 2, "train_model": 45, "dpo_model": 4, "reference_outputs": 1,
+              "evaluate_checkpoint": 18, "report": 1, "all": 1}
+
+
+def dry_run(config, *extra):
+    # a work dir that cannot exist, so that the plan is always "from scratch"
+    return snakemake("-n", "--configfile", str(config), "--config", "work_dir=/nonexistent/poft-plan", *extra)
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=lambda p: p.stem)
+def test_lint_is_clean(config):
+    r = snakemake("--lint", "--configfile", str(config))
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "Congratulations, your workflow is in a good condition" in r.stdout + r.stderr
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=lambda p: p.stem)
+def test_dry_run_plans_offline(config):
+    started = time.time()
+    r = dry_run(config)
+    seconds = time.time() - started
+    assert r.returncode == 0, r.stderr[-3000:]
+    counts = job_counts(r.stdout)
+    assert counts["report"] == 1 and counts["train_model"] > 0
+    if config.stem == "paper":
+        assert seconds <= 10, f"the paper's grid took {seconds:.1f}s to plan"
+        assert counts == PAPER_JOBS
+    if config.stem == "micro":
+        assert counts == MICRO_JOBS
+
+
+def test_default_config_is_micro():
+    r = snakemake("-n", "--config", "work_dir=/nonexistent/poft-plan")
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert job_counts(r.stdout) == MICRO_JOBS
+
+
+def bad_config(tmp_path, edit):
+    config = yaml.safe_load((ROOT / "workflows" / "configs" / "smoke.yaml").read_text())
+    edit(config)
+    config["work_dir"] = str(tmp_path / "work")
+    config["results_dir"] = str(tmp_path / "results")
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda c: c["grid"]["main"].update(methods=["sft", "dpo"]), "grid.main.methods: unknown method 'dpo'"),
+    (lambda c: c["methods"].update(ppo={}), "methods: Additional properties are not allowed ('ppo' was unexpected)"),
+    (lambda c: c["grid"]["main"].update(datasets=["ultrachat", "alpaca"]),
+     "grid.main.datasets: unknown dataset 'alpaca'"),
+    (lambda c: c["datasets"].update(mine={"source": "data/nowhere.jsonl"}),
+     "datasets.mine.source: file or directory not found: data/nowhere.jsonl"),
+    (lambda c: c.update(epochs="three"), "epochs: 'three' is not of type 'integer'"),
+    (lambda c: c["training"]["options"].update(learning_rate="fast"), "training.options.learning_rate: 'fast' is not of type 'number'"),
+    (lambda c: c["training"]["options"].update(lr=1e-3), "training.options: Additional properties are not allowed ('lr'"),
+    (lambda c: c["evaluation"].update(suites=["mmlu"]), "evaluation.suites: unknown suite 'mmlu'"),
+])
+def test_bad_config_fails_before_any_job_naming_the_key(tmp_path, edit, message):
+    r = snakemake("--cores", "1", "--configfile", str(bad_config(tmp_path, edit)))
+    assert r.returncode != 0
+    assert f"Error in config: {message}" in r.stderr, r.stderr[-2000:]
+    assert not (tmp_path / "work").exists() and not (tmp_path / "results").exists()

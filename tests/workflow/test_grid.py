@@ -1,0 +1,128 @@
+"""poft.grid (the run grid of a DAG config) and the config schema's agreement with the library it feeds."""
+
+import copy
+import dataclasses
+
+import pytest
+import yaml
+from snakemake.utils import validate
+
+from poft.grid import MICRO_MODELS, ConfigError, expand
+
+from .conftest import CONFIGS, ROOT
+
+SCHEMA = ROOT / "workflows" / "schemas" / "config.schema.yaml"
+
+
+def load(name: str) -> dict:
+    config = yaml.safe_load((ROOT / "workflows" / "configs" / f"{name}.yaml").read_text())
+    validate(config, str(SCHEMA), set_default=True)
+    return config
+
+
+def schema_props(*path: str) -> set[str]:
+    node = yaml.safe_load(SCHEMA.read_text())
+    for key in path:
+        node = node[key]
+    return set(node["properties"])
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.stem)
+def test_every_config_is_valid_and_expands(path):
+    grid = expand(load(path.stem))
+    assert grid.runs and grid.evaluations
+
+
+def test_micro_grid_is_the_documented_design():
+    grid = expand(load("micro"))
+    runs = list(grid.runs.values())
+    main = [r for r in runs if r.variant == "full" and r.dataset in ("ultrachat", "sharegpt", "openhermes")]
+    assert len(main) == 2 * 3 * 2 * len(load("micro")["seeds"])
+    assert {r.epochs for r in runs if r.dataset in ("clean", "noisy")} == {load("micro")["grid"]["noise"]["epochs"]}
+    assert {r.variant for r in runs} == {"full", "filter:preference:0.8", "filter:ifd:0.8", "dpo", "shuffled",
+                                         "distill:micro-zephyr", "distill:micro-llama3-instruct", "distill:micro-yi"}
+    dpo = [r for r in runs if r.is_dpo]
+    assert all(r.start in grid.runs for r in dpo)  # every DPO run starts from a run of the grid
+    assert {r.method for r in runs if r.variant == "shuffled"} == {"poft"}
+    # every epoch of every run is evaluated exactly once
+    evaluated = [(r.path, e) for ev in grid.evaluations for r in ev.runs for e in ev.epochs]
+    assert sorted(evaluated) == sorted((r.path, e) for r in runs for e in range(1, r.epochs + 1))
+    assert grid.counts()["checkpoints"] == sum(r.epochs for r in runs) + len(load("micro")["evaluation"]["reference_rows"])
+
+
+@pytest.mark.parametrize("per, jobs", [("checkpoint", 154 - 3), ("run", 45 + 4), ("group", 15)])
+def test_evaluation_granularity(per, jobs):
+    config = load("micro")
+    config["evaluation"]["per"] = per
+    grid = expand(config)
+    assert len([e for e in grid.evaluations if e.runs]) == jobs
+    evaluated = sorted((r.path, e) for ev in grid.evaluations for r in ev.runs for e in ev.epochs)
+    assert len(evaluated) == len(set(evaluated)) == 154 - 3
+    if per == "group":  # a group is one base x dataset x variant: SFT and PoFT, every seed
+        ev = next(e for e in grid.evaluations if e.key == "micro-mistral/openhermes/full")
+        assert sorted((r.method, r.seed) for r in ev.runs) == [("poft", 0), ("poft", 1), ("sft", 0), ("sft", 1)]
+
+
+def test_paper_grid_job_counts():
+    counts = expand(load("paper")).counts()
+    assert counts == {"train": 30, "dpo": 2, "evaluate": 142, "checkpoints": 142, "merged_scores": 6,
+                      "ifd_scores": 1, "shuffled_scores": 1, "filters": 4}
+
+
+def test_records_carry_the_report_identity():
+    grid = expand(load("micro"))
+    ev = next(e for e in grid.evaluations if e.runs and e.runs[0].variant.startswith("filter:"))
+    assert all(set(r) == {"base", "dataset", "method", "variant", "seed", "epoch"} for r in ev.records)
+    ref = next(e for e in grid.evaluations if e.model)
+    assert ref.records == [{"base": ref.model, "dataset": "aligned", "method": "aligned", "variant": "full",
+                            "seed": None, "epoch": None}]
+
+
+@pytest.mark.parametrize("edit, key", [
+    (lambda c: c["grid"]["main"].update(methods=["sft", "dpo"]), "grid.main.methods: unknown method 'dpo'"),
+    (lambda c: c["grid"]["main"].update(datasets=["alpaca"]), "grid.main.datasets: unknown dataset 'alpaca'"),
+    (lambda c: c["grid"]["main"].update(bases=["gpt2"]), "grid.main.bases: unknown base model 'gpt2'"),
+    (lambda c: c["grid"]["filters"].update(filters=["deita"]), "grid.filters.filters: unknown filter 'deita'"),
+    (lambda c: c["grid"]["dpo"].update(pairs="uf"), "grid.dpo.pairs: unknown preference dataset 'uf'"),
+    (lambda c: c["grid"]["noise"].update(datasets=["openhermes"], bases=["micro-mistral"]),
+     "grid.noise.epochs: run micro-mistral/openhermes/full/sft-seed0 is also in grid.main"),
+    (lambda c: c["models"]["micro-mistral"].update(source="micro:micro-zephyr"), "models.micro-mistral.source"),
+    (lambda c: c["datasets"].update(noisy={"noise": {"from": "nope", "rematch_fraction": 1, "char_rate": 0}}),
+     "datasets.noisy.noise.from: unknown dataset 'nope'"),
+    (lambda c: c["evaluation"].update(reference_rows=["gpt4"]), "evaluation.reference_rows: unknown model 'gpt4'"),
+])
+def test_bad_references_name_the_key(edit, key):
+    config = copy.deepcopy(load("micro"))
+    edit(config)
+    with pytest.raises(ConfigError) as e:
+        expand(config)
+    assert str(e.value).startswith(key)
+
+
+# --- the schema lists what the library accepts; these keep the two from drifting apart ---------------------
+
+
+def test_micro_models_match_the_micro_world():
+    from poft.micro.build import ALIGNED, BASES
+
+    assert MICRO_MODELS == {"base": tuple(BASES), "aligned": tuple(ALIGNED)}
+
+
+def test_schema_option_lists_match_the_library():
+    from poft.data import FORMATS
+    from poft.dpo import DPOConfigSpec
+    from poft.evaluation.generation import GenerationSpec
+    from poft.losses import LOSSES
+    from poft.micro.build import MicroSpec
+    from poft.training import TrainSpec
+
+    names = lambda cls: {f.name for f in dataclasses.fields(cls)}  # noqa: E731
+    # loss, epochs and seed come from methods / the grid / seeds; beta and gamma are per method
+    assert schema_props("$defs", "train_options") == names(TrainSpec) - {"loss", "num_train_epochs", "seed", "beta", "gamma"}
+    assert schema_props("$defs", "dpo_options") == names(DPOConfigSpec) - {"num_train_epochs", "seed"}
+    assert schema_props("$defs", "generation") == names(GenerationSpec)
+    assert schema_props("properties", "micro", "properties", "options") == names(MicroSpec)
+    assert schema_props("properties", "methods") == set(LOSSES)
+    assert schema_props("properties", "methods", "properties", "poft") <= names(TrainSpec)
+    fmt = yaml.safe_load(SCHEMA.read_text())["properties"]["datasets"]["additionalProperties"]["properties"]["format"]
+    assert set(fmt["enum"]) == set(FORMATS)

@@ -1,0 +1,148 @@
+"""The smoke config end to end (CI's run of the whole DAG), what re-running it does, and resuming after a kill.
+
+    python -m pytest -q tests/workflow/test_smoke.py
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from safetensors.torch import load_file
+
+from .conftest import ROOT, env, job_counts, snakemake
+
+SMOKE = ROOT / "workflows" / "configs" / "smoke.yaml"
+REPORT_FILES = ("tables.md", "claims.md", "index.md", "report.html", "results.csv", "runs.csv", "differences.csv",
+                "records.jsonl")
+KEYS = ["base", "dataset", "method", "variant", "seed", "epoch", "task"]
+
+
+def smoke_args(work: Path) -> list[str]:
+    return ["--configfile", str(SMOKE), "--config", f"work_dir={work}", f"results_dir={work / 'results'}"]
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory):
+    work = tmp_path_factory.mktemp("smoke") / "work"
+    started = time.time()
+    r = snakemake("--cores", "2", *smoke_args(work))
+    seconds = time.time() - started
+    assert r.returncode == 0, r.stderr[-5000:]
+    return work, seconds, r.stderr
+
+
+def test_smoke_runs_end_to_end_within_three_minutes(smoke):
+    work, seconds, log = smoke
+    assert seconds <= 180, f"smoke DAG took {seconds:.0f}s"
+    for name in REPORT_FILES:
+        assert (work / "results" / name).is_file(), name
+    counts = job_counts(log)
+    # evaluation.per: group -- openhermes full / filter / shuffled, ultrachat full / dpo
+    assert counts["train_model"] == 7 and counts["dpo_model"] == 2 and counts["evaluate_checkpoint"] == 5
+
+
+def test_every_epoch_of_every_run_is_in_the_report(smoke):
+    work = smoke[0]
+    df = pd.read_csv(work / "results" / "results.csv")
+    runs = df.groupby(["base", "dataset", "method", "variant", "seed"])["epoch"].agg(lambda e: sorted(set(e)))
+    epochs = {k[2:4]: v for k, v in runs.items() if k[1] == "openhermes"}
+    assert epochs == {("poft", "full"): [1, 2], ("sft", "full"): [1, 2], ("poft", "shuffled"): [1, 2],
+                      ("sft", "filter:preference:0.8"): [1, 2], ("poft", "filter:preference:0.8"): [1, 2]}
+    assert runs[("micro-llama3", "ultrachat", "poft", "dpo", 0)] == [1]
+    assert {"Overall", "winrate_micro", "micro_gen_arith"} <= set(df["task"])
+    claims = (work / "results" / "claims.md").read_text()
+    assert all(c in claims for c in ("C1", "C7", "C9", "K1"))
+
+
+def test_jobs_record_what_they_used(smoke):
+    work = smoke[0]
+    run = work / "runs" / "micro-llama3" / "openhermes" / "full" / "poft-seed0"
+    resolved = json.loads((run / "resolved_config.json").read_text())
+    assert resolved["resolved_spec"]["loss"] == "poft" and resolved["resolved_spec"]["num_train_epochs"] == 2
+    assert resolved["scores"].endswith("scores/openhermes/merged.json") and resolved["inputs"]["data"]
+    sft = json.loads((run.parent / "sft-seed0" / "resolved_config.json").read_text())
+    assert sft["scores"] == resolved["scores"]  # SFT gets the scores too: the same samples, the same batches
+    index = json.loads((work / "metrics" / "micro-llama3" / "openhermes" / "full" / "evaluation.json").read_text())
+    assert [(e["record"]["method"], e["epoch"]) for e in index["evaluations"]] == [("sft", 1), ("sft", 2), ("poft", 1),
+                                                                                  ("poft", 2)]
+    assert index["evaluations"][2]["record"] == {"base": "micro-llama3", "dataset": "openhermes", "method": "poft",
+                                                 "variant": "full", "seed": 0, "epoch": 1}
+    assert index["evaluations"][2]["model"].endswith("poft-seed0/checkpoint-2")  # 32 samples / 16 per step
+
+
+def test_rerun_does_nothing_even_after_touching_docs_and_code(smoke):
+    work = smoke[0]
+    paths = [ROOT / "README.md", ROOT / "poft" / "report" / "tables.py"]
+    stats = {p: p.stat() for p in paths}
+    try:
+        for p in paths:  # a newer mtime with the same content (Snakemake compares checksums) changes nothing
+            os.utime(p)
+        r = snakemake("-n", *smoke_args(work))
+        assert r.returncode == 0 and "Nothing to be done" in r.stdout + r.stderr, r.stdout[-2000:]
+    finally:
+        for p, st in stats.items():
+            os.utime(p, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+
+def test_only_the_report_depends_on_report_code_and_no_job_on_docs(tmp_path):
+    """Editing the tables code re-runs the report job and nothing else; editing docs re-runs nothing."""
+    r = snakemake("-n", *smoke_args(tmp_path / "work"))
+    assert r.returncode == 0, r.stderr[-2000:]
+    inputs = {}  # rule -> every input path of its jobs, from the dry-run's job listing
+    rule = None
+    for line in r.stdout.splitlines():
+        if line.startswith(("rule ", "localrule ")):
+            rule = line.split()[1].rstrip(":")
+        elif line.strip().startswith("input:") and rule:
+            inputs.setdefault(rule, set()).update(x.strip() for x in line.split(":", 1)[1].split(","))
+    assert any(p.startswith("poft/report/") for p in inputs["report"])
+    for rule, paths in inputs.items():
+        repo_files = [p for p in paths if not p.startswith(str(tmp_path))]  # not a product of the DAG
+        assert not any(p.endswith(".md") for p in repo_files), rule
+        if rule != "report":
+            assert not any(p.startswith("poft/") for p in repo_files), rule
+
+
+def test_killed_mid_training_resumes_and_ends_with_the_same_numbers(smoke, tmp_path):
+    """Ctrl-C (SIGINT to the whole process group) as soon as some run has saved an epoch but not finished, then
+    a plain re-run: the run resumes from its checkpoint and every metric equals the uninterrupted run's."""
+    reference, work = smoke[0], tmp_path / "work"
+    shutil.copytree(reference / "world", work / "world", copy_function=shutil.copy2)  # not what is tested
+    cmd = [sys.executable, "-m", "snakemake", "--cores", "2", *smoke_args(work)]
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env(), start_new_session=True, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    partial = []
+    try:
+        while proc.poll() is None and not partial:
+            for cfg in (work / "runs").glob("**/checkpoint-*/poft_train_config.json"):
+                run = cfg.parent.parent
+                if not (run / "train_summary.json").exists():
+                    partial.append(run)
+            time.sleep(0.01)
+        os.killpg(proc.pid, signal.SIGINT)
+    finally:
+        proc.wait(timeout=120)
+    assert partial, "the DAG finished before any run could be interrupted"
+    assert not any((run / "train_summary.json").exists() for run in partial)
+
+    r = snakemake("--cores", "2", *smoke_args(work))
+    assert r.returncode == 0, r.stderr[-5000:]
+    for run in partial:
+        summary = json.loads((run / "train_summary.json").read_text())
+        assert summary["resumed_from"], f"{run} did not resume"
+        rel = run.relative_to(work)
+        last = max(run.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
+        ours, theirs = load_file(last / "model.safetensors"), load_file(reference / rel / last.name / "model.safetensors")
+        assert ours.keys() == theirs.keys() and all((ours[k] == theirs[k]).all() for k in ours)
+    a = pd.read_csv(reference / "results" / "results.csv").sort_values(KEYS).reset_index(drop=True)
+    b = pd.read_csv(work / "results" / "results.csv").sort_values(KEYS).reset_index(drop=True)
+    pd.testing.assert_frame_equal(a, b)

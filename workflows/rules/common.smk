@@ -1,0 +1,348 @@
+# Config validation (schema with defaults, then cross-references through poft.grid), the grid as data, and
+# every function the rules call for their inputs and params. Rules read `params`; their shell commands never
+# read `config`.
+
+import json
+import os
+import shlex
+from pathlib import Path, PurePosixPath
+
+import yaml
+from snakemake.exceptions import WorkflowError
+from snakemake.utils import validate
+
+from poft.grid import MICRO_MODELS, ConfigError, expand as expand_grid  # not Snakemake's expand
+
+
+def _fail(key, message):
+    raise WorkflowError(f"Error in config: {key}: {message}")
+
+
+SCHEMA = Path(workflow.basedir) / "workflows" / "schemas" / "config.schema.yaml"
+
+
+def _check_schema(cfg):
+    """The config's first schema error as one line that leads with the key (Snakemake's own message dumps the
+    whole schema and names the key last)."""
+    import jsonschema
+
+    schema = yaml.safe_load(SCHEMA.read_text())
+    error = jsonschema.exceptions.best_match(jsonschema.validators.validator_for(schema)(schema).iter_errors(cfg))
+    if error is not None:
+        key = ".".join(map(str, error.absolute_path)) or "(top level)"
+        _fail(key, f"{error.message} (schema: {os.path.relpath(SCHEMA)})")
+
+
+_check_schema(config)
+validate(config, schema="../schemas/config.schema.yaml", set_default=True)  # fills the defaults
+try:
+    GRID = expand_grid(config)
+except ConfigError as e:
+    raise WorkflowError(f"Error in config: {e}") from None
+
+W = config["work_dir"]  # git-ignored: world, data, scores, runs (checkpoints), metrics, logs, benchmarks
+RESULTS = config["results_dir"]
+WORLD = f"{W}/world"
+RUNS = GRID.runs
+EVALUATIONS = {e.key: e for e in GRID.evaluations}
+MODELS = {**config["models"], **config["aligned"], **config["evaluation"]["reference_models"]}
+SUITES_DIR = Path(workflow.basedir) / "evals" / "suites"
+
+wildcard_constraints:
+    dataset="[A-Za-z0-9][A-Za-z0-9_-]*",
+    aligned="[A-Za-z0-9][A-Za-z0-9_.-]*",
+    base="[A-Za-z0-9][A-Za-z0-9_.-]*",
+    data="[A-Za-z0-9][A-Za-z0-9_.-]*",
+    filter="[A-Za-z0-9][A-Za-z0-9_-]*",
+    scope="[A-Za-z0-9][A-Za-z0-9_.-]*",
+    pairs="[A-Za-z0-9][A-Za-z0-9_-]*",
+    seed="[0-9]+",
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Checks that need the file system: local sources exist, suites are known (all before any job starts)
+# ------------------------------------------------------------------------------------------------------------
+
+
+def _suite(name):
+    path = Path(name) if name.endswith((".yaml", ".yml")) else SUITES_DIR / f"{name}.yaml"
+    if not path.is_file():
+        valid = ", ".join(sorted(p.stem for p in SUITES_DIR.glob("*.yaml")))
+        _fail("evaluation.suites", f"unknown suite {name!r}; valid: {valid}, or a YAML path")
+    return yaml.safe_load(path.read_text()) or {}
+
+
+def _local(key, path):
+    if not Path(path).exists():
+        _fail(key, f"file or directory not found: {path}")
+
+
+for _section, _entries in (("models", config["models"]), ("aligned", config["aligned"]),
+                           ("datasets", config["datasets"]), ("preference_data", config["preference_data"]),
+                           ("evaluation.reference_models", config["evaluation"]["reference_models"])):
+    for _name, _spec in _entries.items():
+        if "source" in _spec and not _spec["source"].startswith(("micro:", "hf:")):
+            _local(f"{_section}.{_name}.source", _spec["source"])
+if config["training"]["recipe"]:
+    _local("training.recipe", config["training"]["recipe"])
+
+SUITES = {name: _suite(name) for name in config["evaluation"]["suites"]}
+WINRATE_SUITES = [name for name, s in SUITES.items() if s.get("winrate")]
+if len(WINRATE_SUITES) > 1:
+    _fail("evaluation.suites", f"{', '.join(WINRATE_SUITES)} all have a win rate; one reference serves one suite")
+WINRATE_SUITE = WINRATE_SUITES[0] if WINRATE_SUITES else None
+REFERENCE = config["evaluation"]["reference"]
+_given = sorted({"model", "outputs", "hub_file"} & set(REFERENCE))
+if len(_given) > 1:
+    _fail("evaluation.reference", f"give one of model, outputs, hub_file (got {', '.join(_given)})")
+if WINRATE_SUITE and not _given:
+    _fail("evaluation.reference", f"suite {WINRATE_SUITE!r} has a win rate: name a reference model, outputs or hub_file")
+if "model" in REFERENCE and not SUITES[WINRATE_SUITE]["winrate"].get("prompts"):
+    _fail("evaluation.reference.model", f"suite {WINRATE_SUITE!r} names no prompts to generate reference outputs for")
+if "outputs" in REFERENCE:
+    _local("evaluation.reference.outputs", REFERENCE["outputs"])
+REFERENCE_OUTPUTS = REFERENCE.get("outputs") or f"{W}/reference/outputs.json"
+_hub = PurePosixPath(REFERENCE.get("hub_file", "")).parts  # <owner>/<dataset repo>/<path in it>
+if "hub_file" in REFERENCE and len(_hub) < 3:
+    _fail("evaluation.reference.hub_file", f"expected <owner>/<dataset repo>/<file>, got {REFERENCE['hub_file']!r}")
+HUB_REPO, HUB_PATH = str(PurePosixPath(*_hub[:2])) if _hub else "", str(PurePosixPath(*_hub[2:])) if _hub else ""
+
+REPORT_SUITE = config["report"]["suite"] or next((n for n, s in SUITES.items() if s.get("tasks")), None)
+if REPORT_SUITE is None:
+    _fail("report.suite", "no suite with lm-eval tasks defines Overall; name one")
+if REPORT_SUITE not in SUITES:
+    SUITES[REPORT_SUITE] = _suite(REPORT_SUITE)
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Models and data: what a rule passes to poft, and which file says it is ready
+# ------------------------------------------------------------------------------------------------------------
+
+
+def model_path(name):
+    """The --model argument for a model of this config: a micro world dir, a local dir, or hf:<id>."""
+    src = MODELS[name]["source"]
+    return f"{WORLD}/models/{src[len('micro:'):]}" if src.startswith("micro:") else src
+
+
+def model_ready(name):
+    """Input files that say the model exists: its micro build stage's record, a local dir, or none (hub)."""
+    src = MODELS[name]["source"]
+    if src.startswith("micro:"):
+        return [f"{WORLD}/stages/{src[len('micro:'):]}.json"]
+    return [] if src.startswith("hf:") else [src]
+
+
+def source_path(src):
+    return f"{WORLD}/data/{src[len('micro:'):]}" if src.startswith("micro:") else src
+
+
+def source_ready(src):
+    if src.startswith("micro:"):
+        return [f"{WORLD}/stages/data.json"]
+    return [] if src.startswith("hf:") else [src]
+
+
+def data_file(key):
+    """The normalized JSONL of a data key (a dataset, or a derived "<dataset>.distill-<aligned>")."""
+    spec = GRID.data[key]
+    if spec["kind"] == "prepare":
+        return f"{W}/data/prepared/{key}.jsonl"
+    if spec["kind"] == "noise":
+        return f"{W}/data/noised/{key}.jsonl"
+    return f"{W}/data/distilled/{spec['from']}.{spec['model']}.jsonl"
+
+
+def merged_scores(data):
+    return f"{W}/scores/{data}/merged.json"
+
+
+def eval_data_dir():
+    if config["evaluation"]["data"]:
+        return config["evaluation"]["data"]
+    return f"{WORLD}/data" if "micro" in config else None
+
+
+def eval_data_ready():
+    return [f"{WORLD}/stages/data.json"] if "micro" in config and not config["evaluation"]["data"] else []
+
+
+def run_done(run):
+    """The file that says a run (all its epochs) is complete."""
+    return f"{W}/runs/{run.path}/{'dpo_metrics.json' if run.is_dpo else 'train_summary.json'}"
+
+
+def evaluation_index(key):
+    return f"{W}/metrics/{key}/evaluation.json"
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Options -> command-line flags; resources per rule family
+# ------------------------------------------------------------------------------------------------------------
+
+
+def set_flags(options, flag="--set"):
+    """{'a': 1, 'b': None} -> "--set a=1 --set b=null", shell-quoted; values as YAML scalars."""
+    parts = []
+    for key, value in options.items():
+        text = json.dumps(value) if not isinstance(value, str) else value
+        parts.append(f"{flag} {shlex.quote(f'{key}={text}')}")
+    return " ".join(parts)
+
+
+def optional_value(flag, value):
+    return "" if value is None else f"{flag} {shlex.quote(str(value))}"
+
+
+def prepare_flags(wc):
+    spec = config["datasets"][wc.dataset]
+    flags = [f"--format {spec['format']}", optional_value("--split", spec["split"]), optional_value("--limit", spec.get("limit"))]
+    return " ".join(flags + (["--lenient"] if spec["lenient"] else []))
+
+
+def scoring_flags():
+    return " ".join(f"--{k.replace('_', '-')} {v}" for k, v in config["scoring"].items() if v is not None)
+
+
+def res(family, key):
+    """A resource of a rule family (config `resources.<family>`), else the default's."""
+    value = config["resources"][family].get(key)
+    return config["resources"]["default"].get(key) if value is None else value
+
+
+def resources_of(family):
+    out = {k: res(family, k) for k in ("mem_mb", "runtime", "gpu")}
+    for k in ("slurm_partition", "slurm_extra"):
+        if res(family, k) is not None:
+            out[k] = res(family, k)
+    return out
+
+
+# ------------------------------------------------------------------------------------------------------------
+# score.smk, train.smk, dpo.smk
+# ------------------------------------------------------------------------------------------------------------
+
+
+def filter_scores(wc):
+    method = config["filters"][wc.filter]["method"]
+    if method == "preference":
+        return [merged_scores(wc.data)]
+    return [f"{W}/scores/{wc.data}/ifd/{wc.scope}.json"] if method == "ifd" else []
+
+
+def filter_file(run):
+    """Kept ids of a filtered run; IFD is computed under the run's base, the other filters once per data."""
+    method = config["filters"][run.filter]["method"]
+    return f"{W}/filters/{run.data}/{run.filter}/{run.base if method == 'ifd' else 'all'}.json"
+
+
+def train_scores(run):
+    """Every run on data with aligned scores gets them, SFT included: both drop the same unscored samples, so
+    SFT and PoFT with the same seed see identical batches (a paired comparison). SFT on distilled data is
+    compared with nothing it must be paired with, so it is not scored."""
+    if run.variant == "shuffled":
+        return f"{W}/scores/{run.data}/shuffled/seed{run.seed}.json"
+    if not config["aligned"] or (run.variant.startswith("distill:") and run.method != "poft"):
+        return None
+    return merged_scores(run.data)
+
+
+def train_inputs(wc):
+    run = RUNS[wc.run]
+    inputs = {"data": data_file(run.data), "model": model_ready(run.base)}
+    if train_scores(run):
+        inputs["scores"] = train_scores(run)
+    if run.filter:
+        inputs["keep"] = filter_file(run)
+    if config["training"]["recipe"]:
+        inputs["recipe"] = config["training"]["recipe"]
+    return inputs
+
+
+def train_options(wc):
+    run = RUNS[wc.run]
+    options = {**config["training"]["options"], **config["methods"][run.method], "loss": run.method,
+               "num_train_epochs": run.epochs, "seed": run.seed}
+    return set_flags(options)
+
+
+def optional_flag(flag, name):
+    """A param function: `flag <input.name>` when the job has that input, else nothing."""
+    return lambda wc, input: f"{flag} {input[name]}" if name in input.keys() else ""
+
+
+def dpo_inputs(wc):
+    run = RUNS[wc.run]
+    return {"start": f"{W}/runs/{run.start}/train_summary.json", "pairs": f"{W}/data/pairs/{run.pairs}.jsonl"}
+
+
+def dpo_options(wc):
+    run = RUNS[wc.run]
+    return set_flags({**config["dpo"]["options"], "num_train_epochs": run.epochs, "seed": run.seed})
+
+
+# ------------------------------------------------------------------------------------------------------------
+# evaluate.smk
+# ------------------------------------------------------------------------------------------------------------
+
+
+def evaluate_inputs(wc):
+    ev = EVALUATIONS[wc.key]
+    inputs = {"data": eval_data_ready(), "model": [run_done(r) for r in ev.runs] if ev.runs else model_ready(ev.model)}
+    if WINRATE_SUITE:
+        inputs["reference"] = REFERENCE_OUTPUTS
+    return inputs
+
+
+def evaluate_targets(wc):
+    """--model (run dirs and --epoch, or a model), --out-dir and --record: one of each per run."""
+    ev = EVALUATIONS[wc.key]
+    if ev.runs:
+        models = [f"{W}/runs/{r.path}" for r in ev.runs]
+        out_dirs = [f"{W}/metrics/{r.path}/epoch{{epoch}}" for r in ev.runs]
+        flags = [f"--model {' '.join(models)}", f"--epoch {' '.join(map(str, ev.epochs))}"]
+    else:
+        out_dirs = [f"{W}/metrics/{wc.key}"]
+        flags = [f"--model {shlex.quote(model_path(ev.model))}"]
+    flags.append("--out-dir " + " ".join(shlex.quote(d) for d in out_dirs))
+    flags.append("--record " + " ".join(shlex.quote(json.dumps(r)) for r in ev.records))
+    return " ".join(flags)
+
+
+def evaluate_options():
+    ev = config["evaluation"]
+    flags = [f"--suite {' '.join(SUITES)}", f"--backend {ev['backend']}", f"--dtype {ev['dtype']}"]
+    flags += [f"--data {eval_data_dir()}"] if eval_data_dir() else []
+    flags += [f"--{k.replace('_', '-')} {ev[k]}" for k in ("batch_size", "limit") if ev[k] is not None]
+    flags += [set_flags(ev["judge_options"], "--judge-set")] if ev["judge_options"] else []
+    flags += [f"--reference {REFERENCE_OUTPUTS}"] if WINRATE_SUITE else []
+    return " ".join(flags)
+
+
+# ------------------------------------------------------------------------------------------------------------
+# report.smk
+# ------------------------------------------------------------------------------------------------------------
+
+REPORT_FILES = ["tables.md", "claims.md", "index.md", "report.html", "results.csv", "runs.csv", "differences.csv",
+                "records.jsonl"]
+# Datasets whose aligned-score spread the report reads (claims C4, C5; the score plots).
+REPORT_SCORES = sorted({r.dataset for r in RUNS.values() if r.variant == "full"} & set(GRID.merged_scores))
+# The report re-runs when its code changes (and only it: nothing upstream depends on that code).
+REPORT_CODE = sorted(os.path.relpath(p) for p in (Path(workflow.basedir) / "poft" / "report").glob("*.py"))
+
+
+def report_options():
+    rc = config["report"]
+    flags = [f"--suite {REPORT_SUITE}", f"--n-boot {rc['n_boot']}"]
+    for key in ("chat_tasks", "noise_datasets"):
+        if rc[key]:
+            flags.append(f"--{key.replace('_', '-')} {' '.join(rc[key])}")
+    if rc["focus_task"]:
+        flags.append(f"--focus-task {rc['focus_task']}")
+    if rc["paper"]:
+        flags.append("--paper")
+    if rc["paper_names"]:
+        flags.append(f"--paper-names {shlex.quote(json.dumps(rc['paper_names']))}")
+    if REPORT_SCORES:
+        flags.append("--scores " + " ".join(f"{d}={merged_scores(d)}" for d in REPORT_SCORES))
+    return " ".join(flags)

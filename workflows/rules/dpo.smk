@@ -1,0 +1,27 @@
+# DPO continued from the final checkpoint of an SFT or PoFT run (Table 3); a checkpoint per DPO epoch. Like
+# training, the job's output is a completion record, so an interrupted DPO run resumes.
+
+
+rule dpo_model:
+    input:
+        unpack(dpo_inputs),
+    output:
+        f"{W}/runs/{{run}}/dpo_metrics.json",
+    params:
+        start=lambda wc: f"{W}/runs/{RUNS[wc.run].start}",
+        out=lambda wc, output: Path(output[0]).parent,
+        options=dpo_options,
+        launcher=config["dpo"]["launcher"],
+    log:
+        f"{W}/logs/dpo/{{run}}.log",
+    benchmark:
+        f"{W}/benchmarks/dpo/{{run}}.tsv"
+    priority: 20
+    threads: res("dpo", "threads")
+    resources:
+        **resources_of("dpo"),
+    conda:
+        "../envs/poft.yaml"
+    shell:
+        "OMP_NUM_THREADS={threads} {params.launcher} dpo --model {params.start} --epoch last --pairs {input.pairs} "
+        "{params.options} --safe-resume --out {params.out} >> {log} 2>&1"
