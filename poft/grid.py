@@ -180,6 +180,28 @@ def _data_table(config: dict) -> dict[str, dict]:
     return table
 
 
+def _block_runs(block: str, b: dict, base: str, ds: str, seed: int, epochs: int, block_methods: list[str],
+                methods: list[str], filters: dict, config: dict) -> list[Run]:
+    """One block's runs for one base x dataset x seed. Blocks that are read against the plain runs (filters,
+    shuffled, distill) bring those along; a DPO block brings the runs it starts from."""
+    plain = lambda ms, n=epochs: [Run(base, ds, ds, m, "full", seed, n, block) for m in ms]  # noqa: E731
+    if block in ("main", "noise"):
+        return plain(block_methods)
+    if block == "filters":
+        return plain(block_methods) + [
+            Run(base, ds, ds, m, f"filter:{f}:{filters[f]['keep']:g}", seed, epochs, block, filter=f)
+            for f in b["filters"] for m in block_methods]
+    if block == "dpo":
+        return plain(block_methods, b.get("sft_epochs", config["epochs"])) + [
+            Run(base, ds, ds, m, "dpo", seed, epochs, block, pairs=b["pairs"]) for m in block_methods]
+    if block == "shuffled":  # read against SFT and PoFT on the true scores
+        return plain(methods) + [Run(base, ds, ds, "poft", "shuffled", seed, epochs, block)]
+    if block == "distill":  # Table 5 reads SFT / PoFT on the original data beside SFT on each regenerated set
+        return plain(methods) + [Run(base, ds, f"{ds}.distill-{a}", m, f"distill:{a}", seed, epochs, block)
+                                 for a in b["aligned"] for m in block_methods]
+    raise ConfigError(f"grid.{block}: unknown block; valid: {', '.join(BLOCKS)}")
+
+
 def expand(config: dict) -> Grid:
     """The grid of a validated config (defaults filled); raises ConfigError naming the key for bad references."""
     models, aligned = config.get("models") or {}, config.get("aligned") or {}
@@ -206,39 +228,24 @@ def expand(config: dict) -> Grid:
         key = f"grid.{block}"
         _check(f"{key}.bases", b["bases"], models, "base model")
         _check(f"{key}.datasets", b["datasets"], datasets, "dataset")
-        block_methods = b.get("methods", b.get("from_methods", ["poft"]))
-        _check(f"{key}.{'from_methods' if block == 'dpo' else 'methods'}", block_methods, methods, "method")
+        mkey = "from_methods" if block == "dpo" else "methods"
+        block_methods = b.get(mkey) or (["sft"] if block == "distill" else ["poft"] if block == "shuffled" else methods)
+        _check(f"{key}.{mkey}", block_methods, methods, "method")
+        if block == "shuffled" and block_methods != ["poft"]:
+            raise ConfigError(f"{key}.methods: the shuffled-score control is PoFT's (methods: [poft])")
+        for name, valid, what in (("filters", filters, "filter"), ("aligned", aligned, "aligned model")):
+            if name in b:
+                _check(f"{key}.{name}", b[name], valid, what)
+        if block == "dpo":
+            _check(f"{key}.pairs", [b["pairs"]], pairs, "preference dataset")
         seeds, epochs = b.get("seeds", config["seeds"]), b.get("epochs", config["epochs"])
-        if block == "shuffled" and "poft" not in methods:
-            raise ConfigError(f"{key}: PoFT with shuffled scores needs a `poft` entry under methods")
         for base in b["bases"]:
             for ds in b["datasets"]:
                 for seed in seeds:
-                    for m in block_methods:
-                        full = Run(base, ds, ds, m, "full", seed, epochs, block)
-                        if block == "main" or block == "noise":
-                            add(full)
-                        elif block == "filters":
-                            _check(f"{key}.filters", b["filters"], filters, "filter")
-                            add(full)
-                            for f in b["filters"]:
-                                keep = filters[f]["keep"]
-                                add(Run(base, ds, ds, m, f"filter:{f}:{keep:g}", seed, epochs, block, filter=f))
-                        elif block == "dpo":
-                            _check(f"{key}.pairs", [b["pairs"]], pairs, "preference dataset")
-                            add(Run(base, ds, ds, m, "full", seed, b.get("sft_epochs", config["epochs"]), block))
-                            add(Run(base, ds, ds, m, "dpo", seed, epochs, block, pairs=b["pairs"]))
-                        elif block == "distill":
-                            _check(f"{key}.aligned", b["aligned"], aligned, "aligned model")
-                            add(full)
-                            for a in b["aligned"]:
-                                dk = f"{ds}.distill-{a}"
-                                data[dk] = {"kind": "distill", "from": ds, "model": a}
-                                add(Run(base, ds, dk, m, f"distill:{a}", seed, epochs, block))
-                    if block == "shuffled":
-                        for m in methods:  # the plain runs it is read against (table: SFT, PoFT, shuffled)
-                            add(Run(base, ds, ds, m, "full", seed, epochs, block))
-                        add(Run(base, ds, ds, "poft", "shuffled", seed, epochs, block))
+                    for run in _block_runs(block, b, base, ds, seed, epochs, block_methods, methods, filters, config):
+                        add(run)
+                        if run.variant.startswith("distill:"):
+                            data[run.data] = {"kind": "distill", "from": ds, "model": run.variant.split(":", 1)[1]}
 
     ev = config.get("evaluation") or {}
     evaluations = _evaluations(list(runs.values()), ev.get("per", "checkpoint"))

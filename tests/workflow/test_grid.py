@@ -126,3 +126,17 @@ def test_schema_option_lists_match_the_library():
     assert schema_props("properties", "methods", "properties", "poft") <= names(TrainSpec)
     fmt = yaml.safe_load(SCHEMA.read_text())["properties"]["datasets"]["additionalProperties"]["properties"]["format"]
     assert set(fmt["enum"]) == set(FORMATS)
+
+
+def test_block_defaults_and_the_runs_a_block_brings_along():
+    config = copy.deepcopy(load("micro"))
+    config["grid"] = {"main": {"bases": ["micro-llama3"], "datasets": ["ultrachat"]},  # methods: all of them
+                      "distill": {"bases": ["micro-mistral"], "datasets": ["sharegpt"], "aligned": ["micro-yi"]}}
+    runs = expand(config).runs.values()
+    assert sorted((r.base, r.dataset, r.method, r.variant) for r in runs if r.seed == 0) == [
+        ("micro-llama3", "ultrachat", "poft", "full"), ("micro-llama3", "ultrachat", "sft", "full"),
+        ("micro-mistral", "sharegpt", "poft", "full"), ("micro-mistral", "sharegpt", "sft", "distill:micro-yi"),
+        ("micro-mistral", "sharegpt", "sft", "full")]  # distill: SFT by default, read against both plain runs
+    config["grid"] = {"shuffled": {"bases": ["micro-mistral"], "datasets": ["sharegpt"], "methods": ["sft"]}}
+    with pytest.raises(ConfigError, match=r"grid.shuffled.methods: the shuffled-score control is PoFT's"):
+        expand(config)
