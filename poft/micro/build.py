@@ -28,7 +28,7 @@ from ..data import load_conversations, read_conversations
 from ..evaluation.generation import GenerationSpec, generate
 from ..io import read_json, write_json
 from ..metrics import roc_auc
-from ..scoring import mean_logprobs, pad_token_id
+from ..scoring import load_model_and_tokenizer, mean_logprobs, pad_token_id
 from ..training import TrainSpec, build_examples, train
 from .datasets import DEFAULT_SIZES, SFT_FORMATS, write_world
 from .models import PretrainSpec, build_model, n_parameters, pretrain
@@ -141,13 +141,9 @@ def aligned_scores(out: Path, datasets: dict[str, list[dict]]) -> dict[str, dict
 
     Each aligned model is loaded once and scores every dataset.
     """
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
     scores: dict[str, dict[str, list[float]]] = {name: {} for name in datasets}
     for model_name in ALIGNED:
-        path = out / "models" / model_name
-        tokenizer = AutoTokenizer.from_pretrained(path)
-        model = AutoModelForCausalLM.from_pretrained(path).eval()
+        model, tokenizer = load_model_and_tokenizer(str(out / "models" / model_name), "cpu", "float32")
         for name, conversations in datasets.items():
             chats = [tokenize_chat(tokenizer, c["messages"], 256) for c in conversations]
             pad = pad_token_id(tokenizer)
@@ -193,13 +189,10 @@ def majority_baseline(train_convs: list[dict], rows: list[dict]) -> float:
 def learning_probe(out: Path, seed: int, base: str, dataset: str = "ultrachat", epochs: int = 1) -> dict:
     """Does SFT teach a base model anything that transfers? Held-out exact match before and after `epochs` of
     SFT on `dataset`, next to the majority-answer floor."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
     world = World.from_dict(read_json(out / "data" / "world.json"))
     rows = [json.loads(line) for line in (out / "data" / "bench" / "gen.jsonl").read_text().splitlines()]
     convs, _ = load_conversations(str(out / "data" / "sft" / f"{dataset}.jsonl"), SFT_FORMATS[dataset])
-    tokenizer = AutoTokenizer.from_pretrained(out / "models" / base)
-    model = AutoModelForCausalLM.from_pretrained(out / "models" / base).eval()
+    model, tokenizer = load_model_and_tokenizer(str(out / "models" / base), "cpu", "float32")
     before = bench_exact_match(model, tokenizer, rows, world)
     spec = TrainSpec.from_dict({**ALIGN, "num_train_epochs": epochs, "seed": _seed(seed, f"probe:{base}")})
     examples, _ = build_examples(convs, tokenizer, spec.max_length)
