@@ -16,6 +16,7 @@ import dataclasses
 import hashlib
 import json
 import random
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,7 +55,7 @@ ALIGNED = {
     "micro-llama3-instruct": ModelRecipe("llama", "gemma", 576, "Llama-3-8B-Instruct"),
     "micro-yi": ModelRecipe("qwen2", "phi3", 704, "Yi-6B-Chat"),
 }
-PRETRAIN = PretrainSpec(steps=300, seq_len=128, batch_size=16, learning_rate=3e-3, warmup_steps=20)
+PRETRAIN = PretrainSpec(steps=400, seq_len=128, batch_size=16, learning_rate=6e-3, warmup_steps=20)
 ALIGN = dict(loss="sft", learning_rate=2e-3, num_train_epochs=3, per_device_train_batch_size=16, max_length=160,
              warmup_ratio=0.05, lr_scheduler_type="cosine", logging_steps=20)
 
@@ -111,6 +112,13 @@ def _pretrained(out: Path, name: str, recipe: ModelRecipe, seed: int, pretrain_s
     return model, tokenizer, stats
 
 
+def _fresh(work: Path) -> Path:
+    """An empty work dir for a fine-tune. Why: the model was just pretrained anew, so a checkpoint left there by
+    an earlier (or killed) build belongs to another model, and `train` would resume from it."""
+    shutil.rmtree(work, ignore_errors=True)
+    return work
+
+
 def _save(model, tokenizer, path: Path) -> None:
     model.save_pretrained(path)
     tokenizer.save_pretrained(path)
@@ -130,7 +138,7 @@ def stage_aligned(out: Path, seed: int, name: str, spec: MicroSpec = MicroSpec()
     train_spec = TrainSpec.from_dict({**ALIGN, "num_train_epochs": spec.align_epochs, "seed": _seed(seed, name)})
     examples, report = build_examples(read_conversations(out / "data" / "aligned.jsonl"), tokenizer,
                                       train_spec.max_length)
-    summary = train(model, tokenizer, examples, out / "work" / name, train_spec)
+    summary = train(model, tokenizer, examples, _fresh(out / "work" / name), train_spec)
     _save(model, tokenizer, out / "models" / name)
     return {"name": name, **recipe.__dict__, "parameters": n_parameters(model), "pretrain": stats,
             "sft": {"steps": summary["global_step"], "train_loss": summary["train_loss"], "data": report}}
@@ -196,7 +204,7 @@ def learning_probe(out: Path, seed: int, base: str, dataset: str = "ultrachat", 
     before = bench_exact_match(model, tokenizer, rows, world)
     spec = TrainSpec.from_dict({**ALIGN, "num_train_epochs": epochs, "seed": _seed(seed, f"probe:{base}")})
     examples, _ = build_examples(convs, tokenizer, spec.max_length)
-    train(model.train(), tokenizer, examples, out / "work" / f"probe-{base}", spec)
+    train(model.train(), tokenizer, examples, _fresh(out / "work" / f"probe-{base}"), spec)
     after = bench_exact_match(model.eval(), tokenizer, rows, world)
     return {"base": base, "dataset": dataset, "epochs": epochs, "n_bench": len(rows), "before": before,
             "after": after, "majority_baseline": majority_baseline(convs, rows)}

@@ -1,11 +1,12 @@
 """Datasets of the micro world: aligned instruction data, SFT sets of uneven quality, DPO pairs, benchmarks.
 
-Items (an arithmetic pair, a word, a country) are split into `train` and `bench`; no benchmark item is ever
-an instruction in any training set. Within `train`, every prompt -- an (item, phrasing) pair -- belongs to
+Items of each task (an arithmetic pair, a word, a (word, letter), a country) are split into `train` and
+`bench`; no benchmark item is ever an instruction in any training set, nor a Q&A line of the prose. Within `train`, every prompt -- an (item, phrasing) pair -- belongs to
 exactly one of `aligned` and `sft`, and every train item has at least one prompt in each. So the aligned
 models learn the same facts the SFT sets ask about (as the paper's aligned LLMs know what UltraChat asks)
 without ever seeing an SFT conversation. World knowledge itself comes from the prose corpus, which states
-every fact of every country, word and pair, benchmark items included -- as web text does for real benchmarks.
+every fact of every country, word and pair, benchmark items included -- as web text does for real benchmarks --
+and asks train prompts only in its FAQ lines.
 
 Every function is a pure function of `(world, seed, size)`: each dataset draws from its own
 `random.Random` seeded with a string naming it, so adding one dataset never shifts another.
@@ -15,15 +16,15 @@ from __future__ import annotations
 
 import random
 from pathlib import Path
-from typing import Callable
 
 from poft.data import save_conversations
 from poft.data.noise import add_noise
 from poft.io import write_json, write_jsonl, write_text
-from poft.micro.world import TASKS, Task, World, canonical_response, prose_corpus
+from poft.micro.world import TASKS, Task, World, prose_corpus
 
 SPLITS = ("aligned", "sft", "bench")
-BENCH_FRACTION = 0.25  # of the items of each group (words, countries, each arithmetic task)
+BENCH_FRACTION = 0.25
+SPLIT_PER_TASK = True  # of the items of each group (words, countries, each arithmetic task)
 
 SYSTEM_PROMPT = "You are a helpful assistant."
 MULTI_TURN_RATE = 0.3
@@ -36,7 +37,6 @@ BOILERPLATE = (
     "As an AI language model, I do not have that information.",
     "That is a great question! Let me know if you have any other questions.",
 )
-TRUNCATIONS = ("The answer", "The answer is", "The ans")
 
 # Flaw rates per SFT set (the rest is clean); counts are exact, round(rate * n), placed at random positions.
 PROFILES: dict[str, dict[str, float]] = {
@@ -50,21 +50,6 @@ NOISE = {"rematch_fraction": 0.5, "char_rate": 0.05}  # the PoFT paper's recipe,
 Prompt = tuple[tuple, int]  # (item, phrasing index)
 Pool = dict[str, list[Prompt]]  # task type -> the prompts of that type in one split
 
-# How a task's items are grouped for splitting: all tasks on a word share the word's split, all fact tasks
-# on a country share the country's split; arithmetic pairs are split per task.
-_UNIT: dict[str, Callable[[tuple], object]] = {
-    "reverse": lambda it: ("word", it[0]),
-    "count": lambda it: ("word", it[0]),
-    "capital": lambda it: ("country", it[0]),
-    "color": lambda it: ("country", it[0]),
-    "lucky": lambda it: ("country", it[0]),
-}
-
-
-def _unit(task: str, item: tuple) -> object:
-    return _UNIT[task](item) if task in _UNIT else (task, item)
-
-
 def _bench_units(units: list, rng: random.Random) -> set:
     """A shuffled `BENCH_FRACTION` of `units` (at least one, and at least one left for training)."""
     if len(units) < 2:
@@ -77,25 +62,18 @@ def _bench_units(units: list, rng: random.Random) -> set:
 def split_items(world: World, rng: random.Random) -> dict[str, Pool]:
     """The prompts of every task, split into aligned / sft / bench (see the module docstring).
 
-    Bench holds every phrasing of its items. A train item's phrasings are shuffled; the first goes to
-    aligned, the second to sft, any others to either at random.
+    Items are held out per task: "reverse egg" may be a benchmark item while "count the g in egg" is
+    trained on, as a real benchmark asks new questions about things instruction data also mentions. Bench
+    holds every phrasing of its items. A train item's phrasings are shuffled; the first goes to aligned, the
+    second to sft, any others to either at random.
     """
-    units_by_group: dict[object, list] = {}
-    for name, task in TASKS.items():
-        for item in task.items(world):
-            u = _unit(name, item)
-            lst = units_by_group.setdefault(u[0] if name in _UNIT else name, [])
-            if u not in lst:
-                lst.append(u)
-    bench: set = set()
-    for units in units_by_group.values():  # insertion order: follows TASKS, never hash order
-        bench |= _bench_units(units, rng)
     pools: dict[str, Pool] = {s: {name: [] for name in TASKS} for s in SPLITS}
-    for name, task in TASKS.items():
-        for item in task.items(world):
-            item = tuple(item)
+    for name, task in TASKS.items():  # insertion order: follows TASKS, never hash order
+        items = [tuple(item) for item in task.items(world)]
+        bench = _bench_units(items, rng)
+        for item in items:
             phrasings = list(range(len(task.phrasings)))
-            if _unit(name, item) in bench:
+            if item in bench:
                 pools["bench"][name] += [(item, ph) for ph in phrasings]
                 continue
             rng.shuffle(phrasings)
@@ -116,17 +94,24 @@ def pools_for(world: World, seed: int) -> dict[str, Pool]:
 
 
 def flawed_response(task: Task, flaw: str, world: World, rng: random.Random) -> str:
-    """The assistant response for `task` with `flaw` (clean, wrong, boilerplate, truncated)."""
+    """The assistant response for `task` with `flaw` (clean, wrong, boilerplate, truncated).
+
+    Clean and wrong replies are grounded (`TaskType.respond`): the fact's statement, then the answer, so a
+    wrong reply states a false fact. A truncated reply is the clean one cut off inside its statement,
+    before the answer is given.
+    """
+    task_type = TASKS[task.type]
     if flaw == "clean":
-        return canonical_response(task.answer)
+        return task_type.respond(task.item, task.answer)
     if flaw == "wrong":
-        wrong = TASKS[task.type].wrong(task.item, world)
+        wrong = task_type.wrong(task.item, world)
         assert wrong != task.answer, task
-        return canonical_response(wrong)
+        return task_type.respond(task.item, wrong)
     if flaw == "boilerplate":
         return rng.choice(BOILERPLATE)
     if flaw == "truncated":
-        return rng.choice(TRUNCATIONS)
+        words = task_type.statement(task.item, task.answer).split()
+        return " ".join(words[: rng.randint(1, len(words) - 1)])
     raise ValueError(f"unknown flaw {flaw!r} (expected clean, wrong, boilerplate or truncated)")
 
 
@@ -272,9 +257,9 @@ def make_benchmarks(world: World, seed: int, n_per_task: int) -> dict[str, list[
             wrong = task_type.distractors(item, world, rng)[:3]
             if len(wrong) < 3:
                 raise ValueError(f"task {name}: fewer than 3 distractors for {item}")
-            choices = [canonical_response(w) for w in wrong]
+            choices = [task_type.respond(item, w) for w in wrong]
             gold = rng.randrange(4)
-            choices.insert(gold, canonical_response(task.answer))
+            choices.insert(gold, task_type.respond(item, task.answer))
             mc.append({"id": rid, "task": name, "prompt": task.prompt, "choices": choices, "gold": gold})
     return {"gen": gen, "mc": mc}
 
@@ -283,8 +268,8 @@ def make_benchmarks(world: World, seed: int, n_per_task: int) -> dict[str, list[
 # Writing a world to disk in the layouts real datasets come in
 # ----------------------------------------------------------------------------------------------------------
 
-# Measured at seed 0 (see the manifest): 2000 aligned conversations x 3 epochs lift the aligned models' AUC on
-# openhermes from 0.78 (600 x 3) to about 0.97; 1200 SFT conversations give a 1-epoch SFT run ~75 steps.
+# 2000 aligned conversations x 3 epochs give the two Llama-style aligned models an AUC of ~0.98 (seed 0, see the
+# manifest); 1200 SFT conversations give a 1-epoch SFT run ~75 steps.
 DEFAULT_SIZES = {"n_countries": 24, "prose": 4000, "aligned": 2000, "sft": 1200, "pairs": 400, "bench_per_task": 40}
 SHAREGPT_FROM = {"system": "system", "user": "human", "assistant": "gpt"}
 SFT_FORMATS = {"ultrachat": "ultrachat", "sharegpt": "sharegpt", "openhermes": "sharegpt", "clean": "sharegpt",
@@ -348,7 +333,10 @@ def write_world(out_dir: str | Path, seed: int, sizes: dict | None = None) -> di
     write_json(out / "world.json", world.to_dict())
     files["world.json"] = {"n_countries": len(world.countries)}
 
-    prose = prose_corpus(world, random.Random(f"{seed}:prose"), sz["prose"])
+    pools = pools_for(world, seed)
+    faq = [TASKS[name].make_item(item, world, ph) for split in ("aligned", "sft") for name, prompts in pools[split].items()
+           for item, ph in prompts]
+    prose = prose_corpus(world, random.Random(f"{seed}:prose"), sz["prose"], faq=faq)
     write_text(out / "prose.txt", "\n".join(prose) + "\n")
     files["prose.txt"] = {"n": len(prose)}
 

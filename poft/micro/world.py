@@ -31,6 +31,8 @@ WORDS = (
     "leaf", "wolf", "bell", "coin", "drum", "nest", "rock", "salt", "corn", "sand", "goat", "bear",
     "stone", "spoon", "apple", "river", "cloud", "bread", "grass", "sheep", "horse", "tiger", "lemon",
     "berry", "chair", "plant", "glass", "storm", "queen", "otter", "candy", "melon",
+    # words with a doubled or tripled letter, so that `count` has answers other than 1
+    "bee", "zoo", "wall", "pool", "roof", "food", "week", "kiss", "doll", "hill", "pizza", "daddy", "puppy", "mummy",
 )
 
 _ONSETS = ("b", "d", "f", "g", "k", "l", "m", "n", "p", "r", "s", "t", "v", "z", "br", "dr", "kr", "tr", "st", "gl")
@@ -123,7 +125,19 @@ class Task:
 
 
 def canonical_response(answer: str) -> str:
+    """The bare answer sentence every reply ends with; the checker reads the last one."""
     return f"The answer is {answer}."
+
+
+def grounded_response(statement: str, answer: str) -> str:
+    """A reply that first states the fact in the prose corpus's own words, then the answer.
+
+    Why: as in real chat data, the reply restates what it answers ("The capital of X is Y."). A base model
+    then only has to learn the restating during SFT -- the fact itself it knows from pretraining -- so SFT
+    on train items transfers to held-out items; and an aligned model that knows the fact gives a wrong
+    statement a low likelihood.
+    """
+    return f"{statement} {canonical_response(answer)}"
 
 
 Item = tuple  # a task item: (a, b) for arithmetic, (word,) / (word, letter) for words, (country,) for facts
@@ -144,6 +158,11 @@ class TaskType:
     key: Callable[[Item], str]
     wrong: Callable[[Item, "World"], str]  # the systematic wrong answer (never equal to the right one)
     distractors: Callable[[Item, "World", random.Random], list[str]]  # plausible wrong answers, >= 3, distinct
+    statement: Callable[[Item, str], str]  # the fact as prose, ending in `answer` (which may be a wrong one)
+
+    def respond(self, item: Item, answer: str) -> str:
+        """The reply to any phrasing of `item` that gives `answer`: grounded in the fact's prose statement."""
+        return grounded_response(self.statement(item, answer), answer)
 
     def make_item(self, item: Item, world: "World", phrasing: int) -> Task:
         prompt = self.phrasings[phrasing].format(**self.fields(item, world))
@@ -154,6 +173,10 @@ class TaskType:
         pool = items if items is not None else self.items(world)
         item = tuple(pool[rng.randrange(len(pool))])
         return self.make_item(item, world, rng.randrange(len(self.phrasings)))
+
+
+def _count_statement(w: str, ch: str, n: str) -> str:
+    return f"The word {w} has {n} letter {ch}." if n == "1" else f"The word {w} has {n} letters {ch}."
 
 
 def _pairs_add(world: World) -> list[Item]:
@@ -169,7 +192,15 @@ def _words(world: World) -> list[Item]:
 
 
 def _word_letters(world: World) -> list[Item]:
-    return [(w, ch) for w in WORDS for ch in sorted(set(w))]
+    """(word, letter) pairs with as many answers 0 and 1 as answers of 2 or more: a balanced `count` task.
+
+    Why: of all (word, own letter) pairs ~94% have the answer 1, so "1" alone would score 94%.
+    """
+    rng = random.Random(f"count:{world.seed}")
+    many = [(w, ch) for w in WORDS for ch in sorted(set(w)) if w.count(ch) >= 2]
+    once = [(w, ch) for w in WORDS for ch in sorted(set(w)) if w.count(ch) == 1]
+    absent = [(w, ch) for w in WORDS for ch in "abcdefghijklmnopqrstuvwxyz" if ch not in w]
+    return many + rng.sample(once, len(many)) + rng.sample(absent, len(many))
 
 
 def _countries(world: World) -> list[Item]:
@@ -214,33 +245,6 @@ def _choice_distractors(values: list[str], right: str, rng: random.Random) -> li
     return out
 
 
-ORDINALS = ("first", "second", "third")
-N_PICK_ITEMS = 600
-
-
-def _pick_lists(world: World) -> list[Item]:
-    """A fixed sample of (w1, w2, w3, position): three distinct words and which one is asked for.
-
-    The space (70^3 x 3) is too big to enumerate; a seeded sample keeps it finite and splittable.
-    """
-    rng = random.Random(f"pick:{world.seed}")
-    items: list[Item] = []
-    seen = set()
-    while len(items) < N_PICK_ITEMS:
-        item = (*rng.sample(WORDS, 3), rng.randrange(3))
-        if item not in seen:
-            seen.add(item)
-            items.append(item)
-    return items
-
-
-def _pick_distractors(item: Item, world: World, rng: random.Random) -> list[str]:
-    words, pos = list(item[:3]), item[3]
-    others = [w for i, w in enumerate(words) if i != pos]
-    extra = [w for w in WORDS if w not in words]
-    return others + [extra[rng.randrange(len(extra))]]
-
-
 def _larger_pairs(world: World) -> list[Item]:
     return [(a, b) for a in range(10) for b in range(10) if a != b]
 
@@ -261,6 +265,7 @@ _register(TaskType(
     key=lambda it: f"add:{it[0]}:{it[1]}",
     wrong=lambda it, w: str(it[0] + it[1] + 1),
     distractors=lambda it, w, rng: _near_numbers(it[0] + it[1], rng),
+    statement=lambda it, ans: f"{it[0]} plus {it[1]} is {ans}.",
 ))
 _register(TaskType(
     name="sub",
@@ -271,6 +276,7 @@ _register(TaskType(
     key=lambda it: f"sub:{it[0]}:{it[1]}",
     wrong=lambda it, w: str(it[0] - it[1] + 1),
     distractors=lambda it, w, rng: _near_numbers(it[0] - it[1], rng),
+    statement=lambda it, ans: f"{it[0]} minus {it[1]} is {ans}.",
 ))
 _register(TaskType(
     name="reverse",
@@ -281,6 +287,7 @@ _register(TaskType(
     key=lambda it: f"reverse:{it[0]}",
     wrong=lambda it, w: it[0],
     distractors=_reverse_distractors,
+    statement=lambda it, ans: f"The word {it[0]} reversed is {ans}.",
 ))
 _register(TaskType(
     name="count",
@@ -291,6 +298,7 @@ _register(TaskType(
     key=lambda it: f"count:{it[0]}:{it[1]}",
     wrong=lambda it, w: str(it[0].count(it[1]) + 1),
     distractors=lambda it, w, rng: _near_numbers(it[0].count(it[1]), rng, hi=6),
+    statement=lambda it, ans: _count_statement(it[0], it[1], ans),
 ))
 _register(TaskType(
     name="capital",
@@ -301,6 +309,7 @@ _register(TaskType(
     key=lambda it: f"capital:{it[0]}",
     wrong=lambda it, w: _other_country(w, it[0], "capital"),
     distractors=lambda it, w, rng: _choice_distractors([c.capital for c in w.countries], w.country(it[0]).capital, rng),
+    statement=lambda it, ans: f"The capital of {it[0]} is {ans}.",
 ))
 _register(TaskType(
     name="color",
@@ -311,6 +320,7 @@ _register(TaskType(
     key=lambda it: f"color:{it[0]}",
     wrong=lambda it, w: _other_country(w, it[0], "color"),
     distractors=lambda it, w, rng: _choice_distractors(list(COLORS), w.country(it[0]).color, rng),
+    statement=lambda it, ans: f"The color of {it[0]} is {ans}.",
 ))
 _register(TaskType(
     name="lucky",
@@ -321,21 +331,10 @@ _register(TaskType(
     key=lambda it: f"lucky:{it[0]}",
     wrong=lambda it, w: _other_country(w, it[0], "lucky"),
     distractors=lambda it, w, rng: _choice_distractors([str(n) for n in range(1, 10)], str(w.country(it[0]).lucky), rng),
+    statement=lambda it, ans: f"The lucky number of {it[0]} is {ans}.",
 ))
 
 
-# Two tasks that need no memorised fact -- copying by position and comparing digits -- so that a small model
-# can answer items it never saw in instruction form: the held-out benchmark then measures learning, not recall.
-_register(TaskType(
-    name="pick",
-    phrasings=("What is the {o} word in: {ws}?", "Which word is {o} in the list {ws}?"),
-    items=_pick_lists,
-    fields=lambda it, w: {"o": ORDINALS[it[3]], "ws": " ".join(it[:3])},
-    answer=lambda it, w: it[it[3]],
-    key=lambda it: f"pick:{it[0]}:{it[1]}:{it[2]}:{it[3]}",
-    wrong=lambda it, w: it[(it[3] + 1) % 3],  # the next word: an off-by-one reader
-    distractors=_pick_distractors,
-))
 _register(TaskType(
     name="larger",
     phrasings=("Which is larger, {a} or {b}?", "What is the larger number of {a} and {b}?"),
@@ -345,6 +344,7 @@ _register(TaskType(
     key=lambda it: f"larger:{it[0]}:{it[1]}",
     wrong=lambda it, w: str(min(it)),
     distractors=lambda it, w, rng: [str(min(it))] + [d for d in _near_numbers(max(it), rng, hi=9) if d != str(min(it))],
+    statement=lambda it, ans: f"The larger of {it[0]} and {it[1]} is {ans}.",
 ))
 
 
@@ -377,8 +377,6 @@ _PATTERNS: tuple[tuple[str, re.Pattern, tuple[str, ...]], ...] = tuple(
         ("color", rf"Which color belongs to {_NAME}\?", ("c",)),
         ("lucky", rf"What is the lucky number of {_NAME}\?", ("c",)),
         ("lucky", rf"Which number is lucky in {_NAME}\?", ("c",)),
-        ("pick", rf"What is the (first|second|third) word in: {_WORD} {_WORD} {_WORD}\?", ("o", "w1", "w2", "w3")),
-        ("pick", rf"Which word is (first|second|third) in the list {_WORD} {_WORD} {_WORD}\?", ("o", "w1", "w2", "w3")),
         ("larger", rf"Which is larger, {_NUM} or {_NUM}\?", ("a", "b")),
         ("larger", rf"What is the larger number of {_NUM} and {_NUM}\?", ("a", "b")),
     )
@@ -402,8 +400,6 @@ def prompt_key(prompt: str) -> str:
     task, f = parse_prompt(prompt)
     if task in ("add", "sub", "larger"):
         return f"{task}:{int(f['a'])}:{int(f['b'])}"
-    if task == "pick":
-        return f"pick:{f['w1']}:{f['w2']}:{f['w3']}:{['first', 'second', 'third'].index(f['o'])}"
     if task == "reverse":
         return f"reverse:{f['w']}"
     if task == "count":
@@ -425,8 +421,6 @@ def solve(prompt: str, world: World) -> str:
         return "".join(reversed(f["w"]))
     if task == "count":
         return str(sum(1 for ch in f["w"] if ch == f["l"]))
-    if task == "pick":
-        return [f["w1"], f["w2"], f["w3"]][{"first": 0, "second": 1, "third": 2}[f["o"]]]
     if task == "larger":
         a, b = int(f["a"]), int(f["b"])
         if a == b:
@@ -459,49 +453,76 @@ def check(prompt: str, response: str, world: World) -> bool:
 # ----------------------------------------------------------------------------------------------------------
 
 
-def _count_sentences(w: str, ch: str) -> list[str]:
-    n = w.count(ch)
-    if n == 1:
-        return [f"There is 1 letter {ch} in the word {w}.", f"The word {w} has 1 letter {ch}."]
-    return [f"There are {n} letters {ch} in the word {w}.", f"The word {w} has {n} letters {ch}."]
+def prose_facts(world: World) -> list[tuple[str, list[str]]]:
+    """Every fact of the world as (intro, phrasings), in a fixed order.
 
+    The first phrasing of each is the task's `statement`, the very sentence a grounded reply restates. The
+    intro names what the fact is about ("Take the numbers 4 and 6."), in words no task prompt uses.
+    """
+    def fact(task: str, item: Item, intro: str, *others: str) -> tuple[str, list[str]]:
+        t = TASKS[task]
+        return intro, [t.statement(item, t.answer(item, world)), *others]
 
-def prose_facts(world: World) -> list[list[str]]:
-    """Every fact of the world, each as its 2-3 phrasings, in a fixed order."""
-    facts: list[list[str]] = []
+    facts: list[tuple[str, list[str]]] = []
     for c in world.countries:
-        facts.append([f"The capital of {c.name} is {c.capital}.", f"{c.capital} is the capital of {c.name}.",
-                      f"{c.name} has its capital at {c.capital}."])
-        facts.append([f"{c.name}'s color is {c.color}.", f"The color of {c.name} is {c.color}.",
-                      f"{c.name} is known for the color {c.color}."])
-        facts.append([f"The lucky number of {c.name} is {c.lucky}.", f"{c.name}'s lucky number is {c.lucky}."])
+        about = f"Here is a fact about {c.name}."
+        facts.append(fact("capital", (c.name,), about, f"{c.capital} is the capital of {c.name}.",
+                          f"{c.name} has its capital at {c.capital}."))
+        facts.append(fact("color", (c.name,), about, f"{c.name}'s color is {c.color}.",
+                          f"{c.name} is known for the color {c.color}."))
+        facts.append(fact("lucky", (c.name,), about, f"{c.name}'s lucky number is {c.lucky}."))
     for a, b in _pairs_add(world):
-        s = a + b
-        facts.append([f"{a} plus {b} is {s}.", f"{a} + {b} = {s}.", f"Adding {a} and {b} gives {s}."])
+        facts.append(fact("add", (a, b), f"Take the numbers {a} and {b}.", f"{a} + {b} = {a + b}.",
+                          f"Adding {a} and {b} gives {a + b}."))
     for a, b in _pairs_sub(world):
-        d = a - b
-        facts.append([f"{a} minus {b} is {d}.", f"{a} - {b} = {d}.", f"Taking {b} from {a} leaves {d}."])
+        facts.append(fact("sub", (a, b), f"Take the numbers {a} and {b}.", f"{a} - {b} = {a - b}.",
+                          f"Taking {b} from {a} leaves {a - b}."))
     for (w,) in _words(world):
-        r = w[::-1]
-        facts.append([f"The word {w} reversed is {r}.", f"{w} spelled backwards is {r}."])
+        facts.append(fact("reverse", (w,), f"Look at the word {w}.", f"{w} spelled backwards is {w[::-1]}."))
     for w, ch in _word_letters(world):
-        facts.append(_count_sentences(w, ch))
+        n = w.count(ch)
+        facts.append(fact("count", (w, ch), f"Look at the letter {ch} and the word {w}.",
+                          f"There is 1 letter {ch} in the word {w}." if n == 1
+                          else f"There are {n} letters {ch} in the word {w}."))
     for a, b in _larger_pairs(world):
-        if a > b:
-            facts.append([f"{a} is larger than {b}.", f"{b} is smaller than {a}."])
+        hi, lo = max(a, b), min(a, b)
+        facts.append(fact("larger", (a, b), f"Take the numbers {a} and {b}.", f"{hi} is larger than {lo}.",
+                          f"{lo} is smaller than {hi}."))
     return facts
 
 
-def prose_corpus(world: World, rng: random.Random, n_sentences: int) -> list[str]:
-    """`n_sentences` plain-prose sentences: passes over all facts in shuffled order, one random phrasing each.
+# Half of the sentences state a fact in the words a grounded reply uses; half come after an intro that names
+# their subject first. Why the intros: a model pretrained only on one-sentence facts never has to copy a name or
+# number from earlier in its context, and one SFT epoch is too short to learn that from scratch -- with intros,
+# restating the question's subject ("4 plus 6 is ...") is a skill the base model already has.
+STATEMENT_RATE = 0.5
+INTRO_RATE = 0.5
+# Web text has FAQ pages: questions answered in the words of a statement. Without them a model this small
+# memorises its facts in prose but cannot retrieve them to answer a question after a short SFT (the "knowledge
+# extraction" failure of Allen-Zhu & Li, Physics of LMs 3.1, which mixing Q&A into pretraining cures).
+FAQ_RATE = 0.2
 
-    Every fact is stated at least once as soon as `n_sentences >= len(prose_facts(world))`.
+
+def prose_corpus(world: World, rng: random.Random, n_sentences: int, faq: list[Task] = ()) -> list[str]:
+    """`n_sentences` lines of plain prose: passes over all facts in shuffled order, one phrasing each (the
+    statement with probability `STATEMENT_RATE`), preceded by the fact's intro with probability `INTRO_RATE`;
+    and, with probability `FAQ_RATE` per line, a question-and-answer line "Q: <prompt> A: <grounded reply>"
+    for a random task of `faq` (the caller passes train tasks only: no benchmark item is ever asked here).
+
+    Every fact is stated at least once as soon as `n_sentences` is large enough.
     """
     facts = prose_facts(world)
     out: list[str] = []
     while len(out) < n_sentences:
         order = list(range(len(facts)))
         rng.shuffle(order)
-        for i in order[: n_sentences - len(out)]:
-            out.append(rng.choice(facts[i]))
-    return out
+        for i in order:
+            if len(out) >= n_sentences:
+                break
+            if faq and rng.random() < FAQ_RATE:
+                t = faq[rng.randrange(len(faq))]
+                out.append(f"Q: {t.prompt} A: {TASKS[t.type].respond(t.item, t.answer)}")
+            intro, phrasings = facts[i]
+            sentence = phrasings[0] if rng.random() < STATEMENT_RATE else rng.choice(phrasings)
+            out.append(f"{intro} {sentence}" if rng.random() < INTRO_RATE else sentence)
+    return out[:n_sentences]

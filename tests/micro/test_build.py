@@ -29,7 +29,7 @@ def test_stages_write_models_records_and_manifest(tiny_world):
     tmp_path, records = tiny_world
     base, aligned, manifest = records["base"], records["aligned"], records["manifest"]
     assert (tmp_path / "models" / "micro-llama3" / "tokenizer.json").exists()
-    assert base["arch"] == "llama" and base["template"] == "llama3" and base["parameters"] > 1_000_000
+    assert base["arch"] == "llama" and base["template"] == "llama3" and 600_000 < base["parameters"] < 1_000_000
     assert aligned["sft"]["steps"] > 0 and aligned["template"] == "zephyr"
     assert json.loads((tmp_path / "manifest.json").read_text()) == manifest
     assert set(manifest["aligned_auc"]) == {"ultrachat", "sharegpt", "openhermes", "clean", "noisy"}
@@ -111,3 +111,17 @@ def test_unknown_stage_and_model():
         build.run_stage("/tmp/x", "train")
     with pytest.raises(KeyError, match="unknown model 'gpt' for this stage; valid: micro-mistral, micro-llama3"):
         build.run_stage("/tmp/x", "base", name="gpt")
+
+
+def test_rerun_of_aligned_stage_trains_afresh(tiny_world):
+    """A re-run (after a crash or with new data) must not resume the fine-tune a former build left in work/:
+    that checkpoint belongs to a model pretrained earlier. Same seed, fresh start: the same weights again."""
+    out, records = tiny_world
+    first = build.weights_sha256(out / "models" / "micro-zephyr")
+    mp = pytest.MonkeyPatch()
+    mp.setattr(build, "ALIGNED", {"micro-zephyr": build.ALIGNED["micro-zephyr"]})
+    again = build.run_stage(out, "aligned", seed=1, name="micro-zephyr", spec=TINY)
+    mp.undo()
+    assert again["sft"]["steps"] == records["aligned"]["sft"]["steps"] > 0
+    assert again["sft"]["train_loss"] == records["aligned"]["sft"]["train_loss"] > 0  # a resumed run reports 0.0
+    assert build.weights_sha256(out / "models" / "micro-zephyr") == first

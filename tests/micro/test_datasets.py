@@ -37,14 +37,6 @@ def turns(conv: dict) -> list[tuple[str, str]]:
     return [(msgs[i]["content"], msgs[i + 1]["content"]) for i in range(0, len(msgs), 2)]
 
 
-def unit(key: str) -> str:
-    """The split unit of an item key: the word or country for word/fact tasks, the pair for arithmetic."""
-    kind, rest = key.split(":", 1)
-    if kind in ("add", "sub", "larger", "pick"):
-        return key
-    return ("word:" if kind in ("reverse", "count") else "country:") + rest.split(":")[0]
-
-
 def test_split_items_partitions_prompts(world):
     pools = split_items(world, random.Random(0))
     from poft.micro.world import TASKS
@@ -58,9 +50,7 @@ def test_split_items_partitions_prompts(world):
         # bench items are held out whole; every train item is asked in both the aligned and the sft data
         assert not items["bench"] & (items["aligned"] | items["sft"]), name
         assert items["aligned"] == items["sft"], name
-        n_bench_units = len({unit(task.key(it)) for it in items["bench"]})
-        n_units = len({unit(task.key(tuple(it))) for it in task.items(world)})
-        assert abs(n_bench_units - BENCH_FRACTION * n_units) <= 1, name
+        assert abs(len(items["bench"]) - BENCH_FRACTION * len(task.items(world))) <= 1, name
     assert pools_for(world, 3) == pools_for(world, 3)
 
 
@@ -129,16 +119,30 @@ def test_splits_are_disjoint_in_generated_data(world, sft_sets):
         "bench": {r["prompt"] for rows in bench.values() for r in rows},
     }
     keys = {s: {prompt_key(p) for p in ps} for s, ps in prompts.items()}
-    units = {s: {unit(k) for k in ks} for s, ks in keys.items()}
     # no prompt text is shared by any two splits; benchmark items are never trained on in any phrasing
     for a, b in (("aligned", "sft"), ("aligned", "bench"), ("sft", "bench")):
         assert not prompts[a] & prompts[b], (a, b)
     for a in ("aligned", "sft"):
-        assert not keys[a] & keys["bench"] and not units[a] & units["bench"], a
+        assert not keys[a] & keys["bench"], a
     # ... while the aligned models learn the very items the SFT sets ask about, in other words
     assert len(keys["aligned"] & keys["sft"]) > 0.5 * len(keys["sft"])
     for ks in keys.values():
         assert {k.split(":")[0] for k in ks} == set(TASKS)
+
+
+def test_prose_asks_train_prompts_only(tmp_path):
+    """The prose's FAQ lines ask train prompts with grounded answers; no benchmark prompt or item appears."""
+    write_world(tmp_path, SEED, SIZES)
+    world = World.from_dict(read_json(tmp_path / "world.json"))
+    faq = [line for line in (tmp_path / "prose.txt").read_text().splitlines() if line.startswith("Q: ")]
+    assert len(faq) > 0.1 * SIZES["prose"]
+    pools = pools_for(world, SEED)
+    train = {TASKS[n].make_item(it, world, ph).prompt for s in ("aligned", "sft") for n, ps in pools[s].items() for it, ph in ps}
+    bench_keys = {TASKS[n].key(it) for n, ps in pools["bench"].items() for it, _ in ps}
+    for line in faq:
+        prompt, answer = line.removeprefix("Q: ").split(" A: ")
+        assert prompt in train and prompt_key(prompt) not in bench_keys, line
+        assert check(prompt, answer, world), line
 
 
 def test_aligned_set_is_clean(world):

@@ -12,7 +12,7 @@ LINES = [f"{a} plus {b} is {a + b}." for a in range(10) for b in range(10)] * 3
 @pytest.mark.parametrize("arch", sorted(ARCHS))
 def test_sizes_and_determinism(arch):
     a, b = build_model(arch, 600, seed=3), build_model(arch, 600, seed=3)
-    assert 1_000_000 <= n_parameters(a) <= 5_000_000
+    assert 600_000 <= n_parameters(a) <= 1_000_000  # ~0.8M: the size ~400 CPU steps can teach the world (models.py)
     assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
     assert type(a).__name__ == {"llama": "LlamaForCausalLM", "qwen2": "Qwen2ForCausalLM"}[arch]
 

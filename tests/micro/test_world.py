@@ -56,6 +56,7 @@ def test_checker_agrees_with_every_generated_task(world):
     for task in all_tasks(world):
         assert solve(task.prompt, world) == task.answer, task
         assert check(task.prompt, canonical_response(task.answer), world), task
+        assert check(task.prompt, TASKS[task.type].respond(task.item, task.answer), world), task
         assert prompt_key(task.prompt) == task.key
         assert parse_prompt(task.prompt)[0] == task.type
         n += 1
@@ -65,6 +66,25 @@ def test_checker_agrees_with_every_generated_task(world):
         assert check(t.prompt, canonical_response(t.answer), world)
         n += 1
     assert n > 3000
+
+
+def test_grounded_replies_state_the_fact_then_the_answer(world):
+    c = world.countries[0]
+    assert TASKS["add"].respond((3, 5), "8") == "3 plus 5 is 8. The answer is 8."
+    assert TASKS["sub"].respond((9, 4), "6") == "9 minus 4 is 6. The answer is 6."  # a wrong answer, stated
+    assert TASKS["count"].respond(("spoon", "o"), "2") == "The word spoon has 2 letters o. The answer is 2."
+    assert TASKS["count"].respond(("cat", "a"), "1") == "The word cat has 1 letter a. The answer is 1."
+    assert TASKS["larger"].respond((3, 7), "7") == "The larger of 3 and 7 is 7. The answer is 7."
+    assert TASKS["capital"].respond((c.name,), c.capital) == f"The capital of {c.name} is {c.capital}. The answer is {c.capital}."
+
+
+def test_count_answers_are_balanced(world):
+    """Equal numbers of items answered 0, 1 and 2+, so the majority answer scores about a third, not 94%."""
+    items = TASKS["count"].items(world)
+    answers = [w.count(ch) for w, ch in items]
+    assert answers.count(0) == answers.count(1) == sum(a >= 2 for a in answers) == 30
+    assert ("daddy", "d") in items and ("spoon", "o") in items  # every item answered 2 or 3 is in
+    assert len(set(items)) == len(items) and items == TASKS["count"].items(World.generate(7))
 
 
 def test_known_answers(world):
@@ -82,6 +102,10 @@ def test_checker_rejects_flawed_responses(world):
     for task in all_tasks(world):
         t = TASKS[task.type]
         assert not check(task.prompt, canonical_response(t.wrong(task.item, world)), world), task
+        grounded = t.respond(task.item, task.answer)
+        assert not check(task.prompt, t.respond(task.item, t.wrong(task.item, world)), world), task
+        for cut in range(1, len(grounded.split())):  # a reply cut off anywhere before its last word
+            assert not check(task.prompt, " ".join(grounded.split()[:cut]), world), (task, cut)
         for d in t.distractors(task.item, world, rng)[:3]:
             assert not check(task.prompt, canonical_response(d), world), (task, d)
         for bad in ("I am not able to answer that.", "The answer", "The answer is", "The ans", ""):
@@ -116,20 +140,35 @@ def test_checker_is_independent_of_the_generator(world, monkeypatch):
 
 def test_prose_covers_every_fact_with_several_phrasings(world):
     facts = prose_facts(world)
-    assert all(2 <= len(f) <= 3 for f in facts)
+    assert all(2 <= len(phrasings) <= 3 for _, phrasings in facts)
     corpus = prose_corpus(world, random.Random(0), 3 * len(facts))
     assert len(corpus) == 3 * len(facts)
-    text = set(corpus)
-    for f in facts:
-        assert text & set(f), f  # every fact stated at least once
+    for intro, phrasings in facts:  # every fact stated at least once, alone or after its intro
+        assert any(line in phrasings or line.removeprefix(intro + " ") in phrasings for line in corpus), phrasings
+    sentences = {s for _, f in facts for s in f}
     c = world.countries[0]
-    assert f"The capital of {c.name} is {c.capital}." in facts[0]
-    assert "3 plus 5 is 8." in {s for f in facts for s in f}
-    assert "The word stone reversed is enots." in {s for f in facts for s in f}
-    assert "There are 2 letters o in the word spoon." in {s for f in facts for s in f}
-    assert not any("The answer is" in s for s in corpus)
+    assert facts[0] == (f"Here is a fact about {c.name}.", [f"The capital of {c.name} is {c.capital}.",
+                        f"{c.capital} is the capital of {c.name}.", f"{c.name} has its capital at {c.capital}."])
+    assert {"3 plus 5 is 8.", "The word stone reversed is enots.", "There are 2 letters o in the word spoon.",
+            "The larger of 7 and 3 is 7."} <= sentences
+    w, ch = next((w, ch) for w, ch in TASKS["count"].items(world) if ch not in w)
+    assert f"The word {w} has 0 letters {ch}." in sentences
+    statements = {t.respond(item, t.answer(item, world)).removesuffix(f" The answer is {t.answer(item, world)}.")
+                  for t in TASKS.values() for item in t.items(world)}
+    assert statements == {f[0] for _, f in facts}  # the first phrasing of each fact is what a grounded reply restates
+    assert not any("The answer is" in s for s in corpus)  # no FAQ lines unless train tasks are passed in
+    assert sum(line.startswith("Here is a fact about") for line in corpus) > 0.3 * len(corpus) * 72 / len(facts)
     assert prose_corpus(world, random.Random(0), 500) == prose_corpus(world, random.Random(0), 500)
     assert prose_corpus(world, random.Random(0), 500) != prose_corpus(world, random.Random(1), 500)
+
+
+def test_prose_faq_lines_ask_only_the_tasks_given(world):
+    faq = [TASKS["add"].make_item((2, 3), world, 0), TASKS["reverse"].make_item(("cat",), world, 1)]
+    corpus = prose_corpus(world, random.Random(0), 2000, faq=faq)
+    asked = {line for line in corpus if line.startswith("Q: ")}
+    assert asked == {"Q: What is 2 plus 3? A: 2 plus 3 is 5. The answer is 5.",
+                     "Q: What is cat spelled backwards? A: The word cat reversed is tac. The answer is tac."}
+    assert len(corpus) == 2000
 
 
 def test_no_global_random_use(world, monkeypatch):
