@@ -214,7 +214,7 @@ class EpochCheckpoints(TrainerCallback):
         if not state.is_world_process_zero:
             return
         ckpt = Path(args.output_dir) / f"checkpoint-{state.global_step}"
-        write_json(ckpt / "poft_train_config.json", {**self.record, "epoch": round(state.epoch or 0)})
+        write_json(ckpt / "poft_train_config.json", {**self.record, "epoch": round(state.epoch or 0)})  # runs.TRAIN_MARKER
         write_json(ckpt / "batch_ids.json", self.trainer.seen_ids)
         self.trainer.seen_ids = []
         for old in sorted(Path(args.output_dir).glob("checkpoint-*"), key=_step):
@@ -288,6 +288,10 @@ def train(
     trainer.add_callback(EpochCheckpoints(trainer, record))
     if stop_after_epochs is not None:
         trainer.add_callback(_StopAfter(stop_after_epochs))
+    cut = sorted(c.name for c in out_dir.glob("checkpoint-*") if not (c / "poft_train_config.json").is_file())
+    if cut:  # the marker is written last: without it the save was killed, and resuming would load half a state
+        raise RuntimeError(f"{out_dir}: {', '.join(cut)} cut off before completion (no poft_train_config.json); "
+                           "delete them, or run `poft train --safe-resume`, which does")
     resume = get_last_checkpoint(str(out_dir)) if out_dir.exists() else None
     if resume:
         log.info("resuming from %s", resume)

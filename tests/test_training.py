@@ -94,6 +94,21 @@ def test_resume_after_crash_gives_same_weights(tmp_path):
     assert json.loads((ckpts[2] / "poft_train_config.json").read_text())["spec"]["loss"] == "poft"
 
 
+def test_train_refuses_a_checkpoint_cut_off_mid_save(tmp_path):
+    """A kill between the trainer's save and poft's marker leaves a checkpoint without its marker: `train` must not
+    resume from it (the CLI's --safe-resume deletes it first)."""
+    tok = make_tokenizer("chatml")
+    convs = make_conversations(6)
+    s = spec(loss="sft", num_train_epochs=2)
+    examples, _ = build_examples(convs, tok, s.max_length)
+    train(tiny_llama(len(tok), seed=1), tok, examples, tmp_path / "run", s, stop_after_epochs=1)
+    (tmp_path / "run" / "checkpoint-9").mkdir()  # a later save that never finished
+    (tmp_path / "run" / "checkpoint-9" / "model.safetensors").write_bytes(b"half")
+    with pytest.raises(RuntimeError, match=r"run: checkpoint-9 cut off before completion \(no poft_train_config.json\); "
+                                           r"delete them, or run `poft train --safe-resume`, which does"):
+        train(tiny_llama(len(tok), seed=1), tok, examples, tmp_path / "run", s)
+
+
 def test_unscored_samples_are_dropped_and_counted_for_every_loss():
     tok = make_tokenizer("zephyr")
     convs = make_conversations(6)
