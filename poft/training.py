@@ -29,6 +29,7 @@ from .config import from_mapping
 from .chat import IGNORE_INDEX, TokenizationReport, tokenize_chat
 from .io import read_json, write_json
 from .losses import ObjectiveInputs, get_objective
+from .runs import TRAIN_MARKER
 from .scoring import pad_batch, pad_token_id, target_logps, token_logprobs
 
 log = logging.getLogger(__name__)
@@ -214,7 +215,7 @@ class EpochCheckpoints(TrainerCallback):
         if not state.is_world_process_zero:
             return
         ckpt = Path(args.output_dir) / f"checkpoint-{state.global_step}"
-        write_json(ckpt / "poft_train_config.json", {**self.record, "epoch": round(state.epoch or 0)})  # runs.TRAIN_MARKER
+        write_json(ckpt / TRAIN_MARKER, {**self.record, "epoch": round(state.epoch or 0)})
         write_json(ckpt / "batch_ids.json", self.trainer.seen_ids)
         self.trainer.seen_ids = []
         for old in sorted(Path(args.output_dir).glob("checkpoint-*"), key=_step):
@@ -233,7 +234,7 @@ def epoch_checkpoints(out_dir: str | Path) -> dict[int, Path]:
     """{epoch: checkpoint dir} for every completed epoch of a run."""
     found = {}
     for ckpt in Path(out_dir).glob("checkpoint-*"):
-        cfg = ckpt / "poft_train_config.json"
+        cfg = ckpt / TRAIN_MARKER
         if cfg.exists():
             found[read_json(cfg)["epoch"]] = ckpt
     return dict(sorted(found.items()))
@@ -288,9 +289,9 @@ def train(
     trainer.add_callback(EpochCheckpoints(trainer, record))
     if stop_after_epochs is not None:
         trainer.add_callback(_StopAfter(stop_after_epochs))
-    cut = sorted(c.name for c in out_dir.glob("checkpoint-*") if not (c / "poft_train_config.json").is_file())
+    cut = sorted(c.name for c in out_dir.glob("checkpoint-*") if not (c / TRAIN_MARKER).is_file())
     if cut:  # the marker is written last: without it the save was killed, and resuming would load half a state
-        raise RuntimeError(f"{out_dir}: {', '.join(cut)} cut off before completion (no poft_train_config.json); "
+        raise RuntimeError(f"{out_dir}: {', '.join(cut)} cut off before completion (no {TRAIN_MARKER}); "
                            "delete them, or run `poft train --safe-resume`, which does")
     resume = get_last_checkpoint(str(out_dir)) if out_dir.exists() else None
     if resume:

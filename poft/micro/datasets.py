@@ -1,9 +1,9 @@
 """Datasets of the micro world: aligned instruction data, SFT sets of uneven quality, DPO pairs, benchmarks.
 
 Items of each task (an arithmetic pair, a word, a (word, letter), a country) are split into `train` and
-`bench`; no benchmark item is ever an instruction in any training set, nor a Q&A line of the prose. Within `train`, every prompt -- an (item, phrasing) pair -- belongs to
-exactly one of `aligned` and `sft`, and every train item has at least one prompt in each. So the aligned
-models learn the same facts the SFT sets ask about (as the paper's aligned LLMs know what UltraChat asks)
+`bench`; no benchmark item is ever an instruction in any training set, nor a Q&A line of the prose.
+Within `train`, every prompt -- an (item, phrasing) pair -- belongs to exactly one of `aligned` and `sft`,
+and every train item has at least one prompt in each. So the aligned models learn the same facts the SFT sets ask about (as the paper's aligned LLMs know what UltraChat asks)
 without ever seeing an SFT conversation. World knowledge itself comes from the prose corpus, which states
 every fact of every country, word and pair, benchmark items included -- as web text does for real benchmarks --
 and asks train prompts only in its FAQ lines.
@@ -23,8 +23,7 @@ from poft.io import write_json, write_jsonl, write_text
 from poft.micro.world import TASKS, Task, World, prose_corpus
 
 SPLITS = ("aligned", "sft", "bench")
-BENCH_FRACTION = 0.25
-SPLIT_PER_TASK = True  # of the items of each group (words, countries, each arithmetic task)
+BENCH_FRACTION = 0.25  # of the items of each task type
 
 SYSTEM_PROMPT = "You are a helpful assistant."
 MULTI_TURN_RATE = 0.3
@@ -50,11 +49,11 @@ NOISE = {"rematch_fraction": 0.5, "char_rate": 0.05}  # the PoFT paper's recipe,
 Prompt = tuple[tuple, int]  # (item, phrasing index)
 Pool = dict[str, list[Prompt]]  # task type -> the prompts of that type in one split
 
-def _bench_units(units: list, rng: random.Random) -> set:
-    """A shuffled `BENCH_FRACTION` of `units` (at least one, and at least one left for training)."""
-    if len(units) < 2:
-        raise ValueError(f"need at least 2 units to split, got {len(units)}")
-    order = list(units)
+def _bench_items(items: list, rng: random.Random) -> set:
+    """A shuffled `BENCH_FRACTION` of `items` (at least one, and at least one left for training)."""
+    if len(items) < 2:
+        raise ValueError(f"need at least 2 items to split, got {len(items)}")
+    order = list(items)
     rng.shuffle(order)
     return set(order[: min(len(order) - 1, max(1, round(BENCH_FRACTION * len(order))))])
 
@@ -70,7 +69,7 @@ def split_items(world: World, rng: random.Random) -> dict[str, Pool]:
     pools: dict[str, Pool] = {s: {name: [] for name in TASKS} for s in SPLITS}
     for name, task in TASKS.items():  # insertion order: follows TASKS, never hash order
         items = [tuple(item) for item in task.items(world)]
-        bench = _bench_units(items, rng)
+        bench = _bench_items(items, rng)
         for item in items:
             phrasings = list(range(len(task.phrasings)))
             if item in bench:

@@ -29,7 +29,7 @@ from poft.evaluation.winrate import evaluate_winrate, generate_outputs, read_pro
 
 
 def quick_world(out: Path) -> None:
-    """Micro data plus a real-size (~1.7M parameter) aligned-style checkpoint, briefly pretrained and SFT'd."""
+    """Micro data plus a real-size (~0.7M parameter) aligned-style checkpoint, briefly pretrained and SFT'd."""
     import poft.micro.build as build
     from poft.micro.models import PretrainSpec
 
