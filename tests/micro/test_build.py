@@ -62,7 +62,8 @@ def test_manifest_auc_recomputed_through_the_scoring_cli(tiny_world):
 
 def test_learning_probe_and_majority_floor_recomputed(tiny_world):
     out, records = tiny_world
-    probe = records["manifest"]["learning_probe"]
+    assert set(records["manifest"]["learning_probe"]) == {"micro-llama3"}  # one probe per base built
+    probe = records["manifest"]["learning_probe"]["micro-llama3"]
     assert probe["base"] == "micro-llama3" and probe["dataset"] == "ultrachat" and probe["epochs"] == 1
     rows = [json.loads(line) for line in (out / "data" / "bench" / "gen.jsonl").read_text().splitlines()]
     assert probe["n_bench"] == len(rows)
@@ -93,6 +94,20 @@ def test_auc_by_flaw_by_hand():
     flaws = ["clean", "clean", "wrong", "boilerplate", "boilerplate"]
     # wrong (0.1) is below both clean: 1.0; boilerplate 0.85 beats clean 0.8 once of 4 pairs: 3/4
     assert build.auc_by_flaw(scores, flaws) == {"boilerplate": 0.75, "wrong": 1.0}
+
+
+@pytest.mark.parametrize("name", ["micro-mistral", "micro-llama3"])  # Qwen2- and Llama-style
+def test_pretraining_tokenizer_is_the_one_later_stages_load(tmp_path, name):
+    """Pretraining must see the tokens SFT, scoring and evaluation see: those of the tokenizer as loaded from the
+    model dir (for Qwen2, transformers swaps in its own pre-tokenizer on load, which splits digits one by one)."""
+    from poft.scoring import load_model_and_tokenizer
+
+    build.run_stage(tmp_path, "data", seed=2, spec=TINY)
+    model, pretrained_with, _ = build._pretrained(tmp_path, name, build.BASES[name], 2, TINY.pretrain())
+    build._save(model, pretrained_with, tmp_path / "models" / name)
+    _, loaded = load_model_and_tokenizer(str(tmp_path / "models" / name), "cpu", "float32")
+    lines = (tmp_path / "data" / "prose.txt").read_text().splitlines()[:200] + ["4 plus 6 is 10. The answer is 10."]
+    assert [pretrained_with(x).input_ids for x in lines] == [loaded(x).input_ids for x in lines]
 
 
 def test_same_seed_same_weights(tmp_path):
