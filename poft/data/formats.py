@@ -70,20 +70,46 @@ def convert_sharegpt(row: dict) -> tuple[list[dict], str | None, dict]:
     return messages, given_id(row.get("id")), _rest(row, ("conversations", "id"))
 
 
-def convert_alpaca(row: dict) -> tuple[list[dict], str | None, dict]:
-    """Alpaca: instruction (+ "\\n\\n" + input when non-empty) -> user, output -> assistant, system optional."""
-    instruction = _get(row, "instruction", "alpaca")
-    output = _get(row, "output", "alpaca")
-    extra = row.get("input") or ""
+def _instruction_reply(row: dict, fmt: str, extra_key: str, output_key: str) -> list[dict]:
+    """instruction (+ "\n\n" + the extra field when non-empty) -> user, the output field -> assistant."""
+    instruction = _get(row, "instruction", fmt)
+    output = _get(row, output_key, fmt)
+    extra = row.get(extra_key) or ""
     if not isinstance(extra, str):
-        raise RowError("bad_field", f"field 'input': expected a string for format 'alpaca', got {type(extra).__name__}")
-    has_input = bool(extra.strip()) and isinstance(instruction, str)
-    user = f"{instruction}\n\n{extra}" if has_input else instruction
-    messages = [{"role": "user", "content": user}, {"role": "assistant", "content": output}]
+        raise RowError("bad_field", f"field '{extra_key}': expected a string for format '{fmt}', got {type(extra).__name__}")
+    has_extra = bool(extra.strip()) and isinstance(instruction, str)
+    user = f"{instruction}\n\n{extra}" if has_extra else instruction
+    return [{"role": "user", "content": user}, {"role": "assistant", "content": output}]
+
+
+def convert_alpaca(row: dict) -> tuple[list[dict], str | None, dict]:
+    """Alpaca: instruction (+ "\n\n" + input when non-empty) -> user, output -> assistant, system optional."""
+    messages = _instruction_reply(row, "alpaca", "input", "output")
     system = row.get("system")
     if isinstance(system, str) and system.strip():
         messages.insert(0, {"role": "system", "content": system})
     return messages, given_id(row.get("id")), _rest(row, ("instruction", "input", "output", "system", "id"))
+
+
+def convert_dolly(row: dict) -> tuple[list[dict], str | None, dict]:
+    """databricks-dolly-15k: instruction (+ "\n\n" + context when non-empty) -> user, response -> assistant;
+    `category` stays in meta."""
+    messages = _instruction_reply(row, "dolly", "context", "response")
+    return messages, given_id(row.get("id")), _rest(row, ("instruction", "context", "response", "id"))
+
+
+def convert_sharegpt_pairs(row: dict) -> tuple[list[dict], str | None, dict]:
+    """ShareGPT-Chinese-English-90k: `{"conversation": [{"human", "assistant"}], "conversation_id"?}`, one
+    exchange per item."""
+    messages = []
+    for j, item in enumerate(_get_list(row, "conversation", "sharegpt-pairs")):
+        if not isinstance(item, dict):
+            raise RowError("bad_field", f"field 'conversation[{j}]': expected an object for format 'sharegpt-pairs', "
+                                        f"got {type(item).__name__}")
+        for key, role in (("human", "user"), ("assistant", "assistant")):
+            messages.append({"role": role, "content": _get(item, key, "sharegpt-pairs", f"conversation[{j}].{key}")})
+    gid = given_id(row.get("conversation_id"), "conversation_id")
+    return messages, gid, _rest(row, ("conversation", "conversation_id"))
 
 
 def convert_ultrachat(row: dict) -> tuple[list[dict], str | None, dict]:
@@ -139,6 +165,8 @@ FORMATS: dict[str, Converter] = {
     "alpaca": convert_alpaca,
     "ultrachat": convert_ultrachat,
     "openhermes": convert_openhermes,
+    "dolly": convert_dolly,
+    "sharegpt-pairs": convert_sharegpt_pairs,
 }
 
 
@@ -153,7 +181,7 @@ def peek_id(row: Any) -> str | None:
     """The id a row claims, for error context only: never raises, even on a malformed id."""
     if not isinstance(row, dict):
         return None
-    for key in ("id", "prompt_id"):
+    for key in ("id", "prompt_id", "conversation_id"):
         try:
             found = given_id(row.get(key), key)
         except RowError:

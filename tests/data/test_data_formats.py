@@ -19,7 +19,8 @@ def turns(*pairs):
 
 
 def test_registry_names():
-    assert sorted(FORMATS) == ["alpaca", "auto", "messages", "openhermes", "sharegpt", "ultrachat"]
+    assert sorted(FORMATS) == ["alpaca", "auto", "dolly", "messages", "openhermes", "sharegpt", "sharegpt-pairs",
+                               "ultrachat"]
 
 
 def test_messages():
@@ -65,6 +66,21 @@ def test_alpaca(row, expected):
 def test_alpaca_keeps_id_and_unconsumed_fields():
     row = {"id": "x", "instruction": "i", "input": "", "output": "o", "text": "### Instruction: i", "label": 1}
     assert FORMATS["alpaca"](row) == (turns((U, "i"), (A, "o")), "x", {"text": "### Instruction: i", "label": 1})
+
+
+def test_dolly():
+    row = {"instruction": "Who wrote it?", "context": "Ann wrote the book.", "response": "Ann.", "category": "closed_qa"}
+    assert FORMATS["dolly"](row) == (turns((U, "Who wrote it?\n\nAnn wrote the book."), (A, "Ann.")), None,
+                                     {"category": "closed_qa"})
+    row = {"instruction": "Name a color.", "context": "", "response": "Red.", "category": "brainstorming"}
+    assert FORMATS["dolly"](row)[0] == turns((U, "Name a color."), (A, "Red."))
+
+
+def test_sharegpt_pairs():
+    row = {"conversation_id": 7, "category": "code",
+           "conversation": [{"human": "q1", "assistant": "a1"}, {"human": "q2", "assistant": "a2"}]}
+    assert FORMATS["sharegpt-pairs"](row) == (turns((U, "q1"), (A, "a1"), (U, "q2"), (A, "a2")), "7",
+                                              {"category": "code"})
 
 
 def test_ultrachat():
@@ -121,6 +137,8 @@ GOOD_ROWS = {
     "sharegpt": lambda i: {"id": f"g{i}", "conversations": [{"from": "human", "value": "q"}, {"from": "gpt", "value": "a"}]},
     "messages": lambda i: {"id": f"g{i}", "messages": turns((U, "q"), (A, "a"))},
     "ultrachat": lambda i: {"prompt": "q", "prompt_id": f"g{i}", "messages": turns((U, "q"), (A, "a"))},
+    "dolly": lambda i: {"id": f"g{i}", "instruction": "q", "context": "", "response": "a"},
+    "sharegpt-pairs": lambda i: {"conversation_id": f"g{i}", "conversation": [{"human": "q", "assistant": "a"}]},
 }
 
 
@@ -139,6 +157,11 @@ GOOD_ROWS = {
         ({"id": 1.5, "instruction": "i", "output": "o"}, "alpaca",
          "train.jsonl: row 4: field 'id': id must be a string or integer, got float"),
         ({"foo": 1}, "auto", "train.jsonl: row 4: cannot detect format: expected one of"),
+        ({"instruction": "i", "context": ""}, "dolly", "train.jsonl: row 4: missing field 'response' for format 'dolly'"),
+        ({"conversation_id": "c9", "conversation": [{"human": "q"}]}, "sharegpt-pairs",
+         "train.jsonl: row 4 (id=c9): missing field 'conversation[0].assistant' for format 'sharegpt-pairs'"),
+        ({"conversation": ["q"]}, "sharegpt-pairs",
+         "train.jsonl: row 4: field 'conversation[0]': expected an object for format 'sharegpt-pairs', got str"),
     ],
 )
 def test_conversion_errors_name_origin_row_id_and_field(tmp_path, monkeypatch, row, fmt, message):
@@ -149,6 +172,6 @@ def test_conversion_errors_name_origin_row_id_and_field(tmp_path, monkeypatch, r
 
 
 def test_unknown_format_lists_valid_ones(tmp_path):
-    msg = "unknown format 'csv' (valid formats: auto, messages, sharegpt, alpaca, ultrachat, openhermes)"
+    msg = "unknown format 'csv' (valid formats: auto, messages, sharegpt, alpaca, ultrachat, openhermes, dolly, sharegpt-pairs)"
     with pytest.raises(DataError, match=re.escape(msg)):
         load_conversations(_write(tmp_path, [GOOD]), fmt="csv")
