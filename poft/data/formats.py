@@ -71,7 +71,7 @@ def convert_sharegpt(row: dict) -> tuple[list[dict], str | None, dict]:
 
 
 def _instruction_reply(row: dict, fmt: str, extra_key: str, output_key: str) -> list[dict]:
-    """instruction (+ "\n\n" + the extra field when non-empty) -> user, the output field -> assistant."""
+    """instruction (+ "\\n\\n" + the extra field when non-empty) -> user, the output field -> assistant."""
     instruction = _get(row, "instruction", fmt)
     output = _get(row, output_key, fmt)
     extra = row.get(extra_key) or ""
@@ -83,7 +83,7 @@ def _instruction_reply(row: dict, fmt: str, extra_key: str, output_key: str) -> 
 
 
 def convert_alpaca(row: dict) -> tuple[list[dict], str | None, dict]:
-    """Alpaca: instruction (+ "\n\n" + input when non-empty) -> user, output -> assistant, system optional."""
+    """Alpaca: instruction (+ "\\n\\n" + input when non-empty) -> user, output -> assistant, system optional."""
     messages = _instruction_reply(row, "alpaca", "input", "output")
     system = row.get("system")
     if isinstance(system, str) and system.strip():
@@ -92,7 +92,7 @@ def convert_alpaca(row: dict) -> tuple[list[dict], str | None, dict]:
 
 
 def convert_dolly(row: dict) -> tuple[list[dict], str | None, dict]:
-    """databricks-dolly-15k: instruction (+ "\n\n" + context when non-empty) -> user, response -> assistant;
+    """databricks-dolly-15k: instruction (+ "\\n\\n" + context when non-empty) -> user, response -> assistant;
     `category` stays in meta."""
     messages = _instruction_reply(row, "dolly", "context", "response")
     return messages, given_id(row.get("id")), _rest(row, ("instruction", "context", "response", "id"))
