@@ -21,13 +21,20 @@ TRAIN_MARKER = "poft_train_config.json"  # poft.training.EpochCheckpoints writes
 TRAINER_STATE = "trainer_state.json"  # transformers writes it last in a checkpoint (poft dpo's, through TRL)
 
 
+def epoch_checkpoints(run_dir: str | Path) -> dict[int, Path]:
+    """{epoch: checkpoint dir} for every completed epoch of a `poft train` run (the epoch is in its marker)."""
+    found = {}
+    for ckpt in Path(run_dir).glob("checkpoint-*"):
+        if (ckpt / TRAIN_MARKER).is_file():
+            found[read_json(ckpt / TRAIN_MARKER)["epoch"]] = ckpt
+    return dict(sorted(found.items()))
+
+
 def run_checkpoints(run_dir: str | Path) -> dict[int, Path]:
-    """{epoch: checkpoint dir} of a run's complete checkpoints: a `poft train` run's (epoch in its marker, as
-    poft.training.epoch_checkpoints reads it, without importing transformers) or a `poft dpo` run's."""
-    ckpts = list(Path(run_dir).glob("checkpoint-*"))
-    if any((c / TRAIN_MARKER).is_file() for c in ckpts):
-        found = {read_json(c / TRAIN_MARKER)["epoch"]: c for c in ckpts if (c / TRAIN_MARKER).is_file()}
-    else:
+    """{epoch: checkpoint dir} of a run's complete checkpoints: a `poft train` run's, else a `poft dpo` run's."""
+    found = epoch_checkpoints(run_dir)
+    if not found:
+        ckpts = Path(run_dir).glob("checkpoint-*")
         found = {round(read_json(c / TRAINER_STATE)["epoch"]): c for c in ckpts if (c / TRAINER_STATE).is_file()}
     return dict(sorted(found.items()))
 

@@ -27,9 +27,9 @@ from transformers.trainer_utils import get_last_checkpoint
 
 from .config import from_mapping
 from .chat import IGNORE_INDEX, TokenizationReport, tokenize_chat
-from .io import read_json, write_json
+from .io import write_json
 from .losses import ObjectiveInputs, get_objective
-from .runs import TRAIN_MARKER
+from .runs import TRAIN_MARKER, epoch_checkpoints
 from .scoring import pad_batch, pad_token_id, target_logps, token_logprobs
 
 log = logging.getLogger(__name__)
@@ -228,16 +228,6 @@ class EpochCheckpoints(TrainerCallback):
 
 def _step(path: Path) -> int:
     return int(path.name.split("-")[-1])
-
-
-def epoch_checkpoints(out_dir: str | Path) -> dict[int, Path]:
-    """{epoch: checkpoint dir} for every completed epoch of a run."""
-    found = {}
-    for ckpt in Path(out_dir).glob("checkpoint-*"):
-        cfg = ckpt / TRAIN_MARKER
-        if cfg.exists():
-            found[read_json(cfg)["epoch"]] = ckpt
-    return dict(sorted(found.items()))
 
 
 def training_arguments(spec: TrainSpec, out_dir: str | Path) -> TrainingArguments:
