@@ -267,7 +267,8 @@ def cmd_report(a) -> None:
     out = Path(a.out_dir)
     write_jsonl(out / "records.jsonl", records)  # what this report was built from
     written = build_report(records, out, suite.overall_tasks, chat_tasks=a.chat_tasks, focus_task=a.focus_task,
-                           noise_datasets=a.noise_datasets, scores=scores or None, paper=a.paper,
+                           noise_datasets=a.noise_datasets, main_datasets=a.main_datasets,
+                           scores=scores or None, paper=a.paper,
                            paper_names=paper_names, n_boot=a.n_boot, seed=a.seed)
     log.info("%s: %d records -> %s", out, len(records), ", ".join(sorted(written)))
 
@@ -618,6 +619,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--chat-tasks", nargs="+", default=None, help="win-rate / chat tasks (default: every win_rate task)")
     s.add_argument("--focus-task", default=None, help="claim C3's task (the paper's GSM8k)")
     s.add_argument("--noise-datasets", nargs="+", default=None, help="the noise study's datasets, clean -> noisiest")
+    s.add_argument("--main-datasets", nargs="+", default=None,
+                   help="C1-C5's datasets (the DAG passes grid.main); default: plain runs outside the noise study")
     s.add_argument("--scores", nargs="+", default=[], metavar="DATASET=PATH", help="merged score file per dataset")
     s.add_argument("--paper", action="store_true", help="also the reproduced-vs-reported comparison (paper.md)")
     s.add_argument("--paper-names", default=None, help="our names -> the paper's labels: a YAML/JSON file or inline {...}")

@@ -6,7 +6,7 @@
 Writes into out_dir (each file atomically; outputs of an earlier call that this call does not produce, e.g.
 a plot without data now, are removed so the directory never mixes two runs):
     results.csv        the collected long table + Overall rows (base, dataset, method, variant, seed, epoch, ...)
-    runs.csv           per run (seed) and task: first / last / avg / std / mean_all / std_all over epochs
+    runs.csv           per run (seed) and task: first / last / avg / std / mean_all over epochs
     differences.csv    paired PoFT - SFT per (base, dataset, variant, task, stat) with bootstrap intervals
     tables.md          what ran, Overall gaps, Tables 1-5 analogues, noise study, control, paired differences
     claims.md          a verdict per claim C1-C10 (+ control K1) with its numbers; C11 pointed to unit tests
@@ -96,7 +96,8 @@ def paper_markdown(side: pd.DataFrame) -> str:
 
 def build_report(records: Iterable[Mapping], out_dir: str | Path, overall_tasks: list[str], *,
                  chat_tasks: list[str] | None = None, focus_task: str | None = None,
-                 noise_datasets: list[str] | None = None, scores: Mapping | None = None,
+                 noise_datasets: list[str] | None = None, main_datasets: list[str] | None = None,
+                 scores: Mapping | None = None,
                  target_logp: Mapping | None = None, paper: bool = False, paper_names: dict | None = None,
                  paper_dir: str | Path | None = None, n_boot: int = 10_000, level: float = 0.95,
                  seed: int = 0) -> dict[str, Path]:
@@ -104,7 +105,8 @@ def build_report(records: Iterable[Mapping], out_dir: str | Path, overall_tasks:
 
     overall_tasks: the suite whose mean is "Overall"; chat_tasks: the win-rate / chat tasks of Tables 2-3
     (default: every task with metric "win_rate"); focus_task: C3's task (the paper's GSM8k); noise_datasets:
-    the noise study's datasets ordered clean -> noisiest; scores: {dataset: merged score file (path or
+    the noise study's datasets ordered clean -> noisiest; main_datasets: C1-C5's datasets (the config's
+    grid.main; default: see `Evidence.main_datasets`); scores: {dataset: merged score file (path or
     object)}; target_logp: {dataset: {id: the target's mean log p}} or a path per dataset (tau plot);
     paper: also write the reproduced-vs-reported comparison, mapping our names with paper_names.
     """
@@ -125,7 +127,7 @@ def build_report(records: Iterable[Mapping], out_dir: str | Path, overall_tasks:
     extra.append(tables.control_table(df))
     diffs = paired_differences(df, n_boot=n_boot, level=level, seed=seed)
     ev = Evidence(df, chat_tasks=list(chat_tasks), overall_tasks=list(overall_tasks), focus_task=focus_task,
-                  noise_datasets=list(noise_datasets or []), spreads=spreads or None, n_boot=n_boot,
+                  noise_datasets=list(noise_datasets or []), main=main_datasets, spreads=spreads or None, n_boot=n_boot,
                   level=level, seed=seed)
     verdicts = judge(ev)
 
@@ -173,7 +175,8 @@ def build_report(records: Iterable[Mapping], out_dir: str | Path, overall_tasks:
 def _index(written, verdicts, overall_tasks, chat_tasks, ev: Evidence) -> str:
     lines = ["# PoFT report\n",
              f"Overall = mean of {', '.join(overall_tasks)}; chat / win-rate tasks: {', '.join(chat_tasks) or '—'}; "
-             f"focus task (C3): {ev.focus_task or '—'}; noise study: {' < '.join(ev.noise_datasets) or '—'}.\n",
+             f"focus task (C3): {ev.focus_task or '—'}; noise study: {' < '.join(ev.noise_datasets) or '—'}; "
+             f"main datasets (C1-C5): {', '.join(ev.main_datasets) or '—'}.\n",
              "## Verdicts\n",
              render.markdown(render.verdict_frame(verdicts)),
              "## Files\n"]

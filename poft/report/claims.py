@@ -4,8 +4,9 @@ Each rule's docstring is its crisp definition (copied into claims.md); how compa
 is in `verdicts`. Point-estimate parts (which dataset gains most, C5's rank correlation) can turn a "holds"
 into "inconclusive" or, where they contradict the claim, into "fails"; the text says which.
 
-C1-C5 use the "main" datasets: every dataset with plain (variant "full") SFT and PoFT runs, except the
-noised datasets of the noise study (`noise_datasets[1:]`), which belong to C6. C11 (the gradient identity)
+C1-C5 use the "main" datasets: the config's `grid.main` datasets (`Evidence.main`), or, when none are given,
+every dataset with plain (variant "full") SFT and PoFT runs outside the noise study, whose clean control and
+noised sets belong to C6. C11 (the gradient identity)
 is a property of the loss, checked by unit tests, not by the grid.
 """
 
@@ -58,8 +59,8 @@ def c1(ev: Evidence) -> Verdict:
 
 
 def c2(ev: Evidence) -> Verdict:
-    """Holds if for every base x main dataset PoFT's std of Overall over epochs (excluding the first) minus
-    SFT's has an interval <= 0. Needs >= 3 epochs (a std over >= 2 epochs)."""
+    """Holds if for every base x main dataset PoFT's std of Overall over all epochs (the first included, as
+    the paper's Std) minus SFT's has an interval <= 0. Needs >= 2 epochs."""
     d = ev.contrast(PO, SF, "std", task=OVERALL, dataset=ev.main_datasets)
     return _verdict("C2", comparison_rows(d, lbl("{base} / {dataset}: std(PoFT) − std(SFT) over epochs"), True), "")
 

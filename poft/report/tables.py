@@ -45,7 +45,7 @@ def _spec_cells(ps: pd.DataFrame, keys: list[str], specs: list[tuple[str, str, s
 
 def table1(df: pd.DataFrame, overall_tasks: list[str], variant: str = "full") -> pd.DataFrame:
     """Table 1: per base x method x dataset, each benchmark at the last epoch, then Overall (last epoch), Avg
-    (mean Overall over epochs excluding the first) and Std (population std of Overall over those epochs); the
+    (mean Overall over epochs excluding the first) and Std (population std of Overall over all epochs); the
     aligned reference models first. Each cell: mean +- sample std over seeds."""
     ps = per_seed(df)
     ps = ps[(ps["variant"] == variant) | (ps["method"] == "aligned")]
@@ -54,8 +54,9 @@ def table1(df: pd.DataFrame, overall_tasks: list[str], variant: str = "full") ->
                                                         ("Std", OVERALL, "std")]
     return _finish(_spec_cells(ps, keys, specs), keys, [s[0] for s in specs],
                    f"Table 1 analogue: benchmarks at the last epoch, Overall, Avg and Std over epochs ({variant})",
-                   "Overall = mean of " + ", ".join(overall_tasks) + "; Avg excludes the first epoch; Std is the "
-                   "population std over the same epochs. Cells: mean ± std over seeds.",
+                   "Overall = mean of " + ", ".join(overall_tasks) + "; Avg is the mean over epochs excluding the "
+                   "first; Std is the population std over all epochs, the first included (the paper excludes "
+                   "the first epoch from Avg only). Cells: mean ± std over seeds.",
                    order=["method", "dataset", "base"])
 
 
@@ -76,7 +77,7 @@ def table3(df: pd.DataFrame, chat_tasks: list[str]) -> pd.DataFrame:
     ps = per_seed(df)
     ps = ps[ps["variant"] == "dpo"]
     keys = ["base", "dataset", "method"]
-    specs = [s for t in [OVERALL, *chat_tasks] for s in ((f"{t} mean", t, "mean_all"), (f"{t} std", t, "std_all"))]
+    specs = [s for t in [OVERALL, *chat_tasks] for s in ((f"{t} mean", t, "mean_all"), (f"{t} std", t, "std"))]
     return _finish(_spec_cells(ps, keys, specs), keys, [s[0] for s in specs],
                    "Table 3 analogue: SFT -> DPO vs PoFT -> DPO, mean (std) over DPO epochs",
                    "method = the model DPO started from. Cells: mean ± std over seeds.")

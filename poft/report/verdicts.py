@@ -45,6 +45,7 @@ class Evidence:
     overall_tasks: list[str] = field(default_factory=list)
     focus_task: str | None = None  # C3's "GSM8k"
     noise_datasets: list[str] = field(default_factory=list)  # ordered clean -> noisiest
+    main: list[str] | None = None  # the config's grid.main datasets (C1-C5); None: see main_datasets
     spreads: dict[str, float] | None = None  # dataset -> std of its mean aligned scores (C5, C4)
     n_boot: int = 10_000
     level: float = 0.95
@@ -58,9 +59,14 @@ class Evidence:
 
     @functools.cached_property
     def main_datasets(self) -> list[str]:
+        """C1-C5's datasets: exactly `main` (the DAG passes its grid.main datasets) when given. Otherwise every
+        dataset with plain SFT and PoFT runs outside the noise study: its clean control (where PoFT ~ SFT is
+        expected, often trained for other epochs) is no main dataset, any more than its noised sets are."""
+        if self.main is not None:
+            return list(self.main)
         full = self.ps[self.ps["variant"] == "full"]
         both = set(full.loc[full["method"] == "sft", "dataset"]) & set(full.loc[full["method"] == "poft", "dataset"])
-        return sorted(both - set(self.noise_datasets[1:]))
+        return sorted(both - set(self.noise_datasets))
 
     def contrast(self, treat: dict, control: dict, stat: str, by=("base", "dataset", "task"), **where) -> pd.DataFrame:
         ps = self.ps

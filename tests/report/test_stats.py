@@ -56,7 +56,9 @@ def test_paired_differences_per_variant_stat_and_epoch(grid):
     grid.runs(lambda b, d, m, v, s, e, t: 50 + s, methods=("poft",), variants=("shuffled",))
     diffs = paired_differences(with_overall(collect(grid.records), TASKS), n_boot=200)
     o = diffs[(diffs["task"] == "Overall") & (diffs["variant"] == "full")].set_index("stat")["mean"]
-    assert o["last"] == 3.0 and o["avg"] == 2.5 and o["std"] == 0.5 and o["epoch:1"] == 1.0
+    # std over epochs 1-3 (population): SFT 51, 52, 53 -> sqrt(2/3); PoFT 52, 54, 56 -> 2 sqrt(2/3)
+    assert o["last"] == 3.0 and o["avg"] == 2.5 and o["epoch:1"] == 1.0
+    assert o["std"] == pytest.approx(math.sqrt(2 / 3))
     sh = diffs[(diffs["variant"] == "shuffled") & (diffs["task"] == "Overall")].set_index("stat")
     assert sh.loc["last", "control_variant"] == "full" and sh.loc["last", "mean"] == -3.0  # 50 + s vs 53 + s
 

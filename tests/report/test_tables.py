@@ -27,15 +27,20 @@ def cell(table, column, **keys):
 
 
 def test_epoch_stats_by_hand():
+    """Overall 50, 52, 56 at epochs 1-3. Avg (the paper excludes the first epoch) = (52 + 56) / 2 = 54.
+    Std (the paper's "std over epochs": every epoch) = population std of {50, 52, 56}: mean 158/3 = 52.667,
+    squared deviations 7.111 + 0.444 + 11.111 = 18.667, / 3 = 6.222, sqrt = 2.4944. (Over {52, 56} alone it
+    would be 2.0: the window main used before the paper's text was checked.)"""
     s = epoch_stats({1: 50.0, 2: 52.0, 3: 56.0}, [1, 2, 3])
-    assert (s["first"], s["last"], s["avg"], s["std"]) == (50.0, 56.0, 54.0, 2.0)  # std over {52, 56}, ddof=0
+    assert (s["first"], s["last"], s["avg"]) == (50.0, 56.0, 54.0)
+    assert s["std"] == pytest.approx(2.494438, abs=1e-6)
     assert s["mean_all"] == pytest.approx(158 / 3)
-    m = 158 / 3
-    assert s["std_all"] == pytest.approx(math.sqrt(((50 - m) ** 2 + (52 - m) ** 2 + (56 - m) ** 2) / 3))
     gap = epoch_stats({1: 50.0, 3: 56.0}, [1, 2, 3])  # epoch 2 missing: no Avg / Std over a subset
     assert gap["last"] == 56.0 and math.isnan(gap["avg"]) and math.isnan(gap["std"])
-    two = epoch_stats({1: 50.0, 2: 52.0}, [1, 2])  # Avg over one epoch; Std needs two
-    assert two["avg"] == 52.0 and math.isnan(two["std"])
+    two = epoch_stats({1: 50.0, 2: 52.0}, [1, 2])  # Avg over one epoch; Std over both
+    assert two["avg"] == 52.0 and two["std"] == 1.0
+    one = epoch_stats({1: 50.0}, [1])  # one epoch: no Avg, no Std
+    assert math.isnan(one["avg"]) and math.isnan(one["std"])
     assert seed_stats([56.0, 55.0]) == (55.5, pytest.approx(math.sqrt(0.5)), 2)
     assert seed_stats([3.0, None])[1:] == (pytest.approx(float("nan"), nan_ok=True), 1)
 
@@ -43,16 +48,18 @@ def test_epoch_stats_by_hand():
 def test_table1_cells_by_hand(grid):
     df = with_overall(collect(hand_grid(grid).records), TASKS)
     t1 = tables.table1(df, TASKS)
-    # SFT: last Overall 56, 55 -> 55.5 +- sqrt(.5); Avg (52+56)/2=54, (55+55)/2=55 -> 54.5; Std 2, 0 -> 1 +- sqrt(2)
+    # SFT: last Overall 56, 55 -> 55.5 +- sqrt(.5); Avg (52+56)/2=54, (55+55)/2=55 -> 54.5;
+    # Std over all three epochs: {50, 52, 56} -> sqrt(56/9) = 2.4944, {51, 55, 55} -> sqrt(32/9) = 1.8856
+    #   -> mean 2.1900, sample std |2.49444 - 1.88562| / sqrt(2) = 0.43050
     o, a, s = (cell(t1, c, method="sft") for c in ("Overall", "Avg", "Std"))
     assert (o["mean"], o["std"], o["n"]) == (55.5, pytest.approx(math.sqrt(0.5)), 2)
     assert (a["mean"], a["std"]) == (54.5, pytest.approx(math.sqrt(0.5)))
-    assert (s["mean"], s["std"]) == (1.0, pytest.approx(math.sqrt(2)))
+    assert (s["mean"], s["std"]) == (pytest.approx(2.190028, abs=1e-6), pytest.approx(0.430501, abs=1e-6))
     assert cell(t1, "arith", method="sft")["mean"] == 54.5 and cell(t1, "words", method="poft")["mean"] == 56.5
-    p = cell(t1, "Std", method="poft")  # std over {54, 55} = 0.5 and {56, 56} = 0
-    assert p["mean"] == 0.25
+    p = cell(t1, "Std", method="poft")  # std over {53, 54, 55} = sqrt(2/3) and {52, 56, 56} = sqrt(32/9)
+    assert p["mean"] == pytest.approx((math.sqrt(2 / 3) + math.sqrt(32 / 9)) / 2)
     text = render.table_markdown(t1)
-    assert "| b1 | sft | d1 | 54.50 ± 0.71 | 56.50 ± 0.71 | 55.50 ± 0.71 | 54.50 ± 0.71 | 1.00 ± 1.41 | 2 |" in text
+    assert "| b1 | sft | d1 | 54.50 ± 0.71 | 56.50 ± 0.71 | 55.50 ± 0.71 | 54.50 ± 0.71 | 2.19 ± 0.43 | 2 |" in text
     assert t1.attrs["columns"] == [*TASKS, "Overall", "Avg", "Std"]
 
 

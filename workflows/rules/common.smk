@@ -337,6 +337,8 @@ def report_options():
     for key in ("chat_tasks", "noise_datasets"):
         if rc[key]:
             flags.append(f"--{key.replace('_', '-')} {' '.join(rc[key])}")
+    if config["grid"].get("main"):  # C1-C5 read exactly these datasets
+        flags.append(f"--main-datasets {' '.join(config['grid']['main']['datasets'])}")
     if rc["focus_task"]:
         flags.append(f"--focus-task {rc['focus_task']}")
     if rc["paper"]:
