@@ -7,9 +7,10 @@ Template text (role headers, system and user turns) is never labelled.
 
 The labelled character spans are found without ``{% generation %}`` markers, which most templates lack:
   1. render the whole conversation once (``text``);
-  2. for assistant turn i, the render of messages[:i] with the generation prompt is (for every sane
-     template) a prefix of ``text``; the turn's content is the first occurrence of it after that prefix —
-     searching from there, not from 0, keeps a reply such as "assistant" from matching a role header;
+  2. for assistant turn i, the render of messages[:i] with the generation prompt must be a prefix of
+     ``text``, and the turn's content must start right where it ends (up to whitespace the template adds or
+     trims); anything else is a ChatTemplateError naming the turn — the content is never searched for, since
+     a later turn can repeat it (a user quoting the reply) and labelling that would corrupt every score;
   3. the end-of-turn marker is the text after the content up to and including the first special token.
 Tokens whose character span overlaps a labelled span are labelled.
 """
@@ -118,31 +119,47 @@ def _end_of_turn(tokenizer, text: str, start: int, stop: int) -> int:
     return start + best[0] + best[1]
 
 
+def _reply_start(text: str, prompt: str, content: str, turn: int, name: str) -> tuple[int, int]:
+    """[start, end) of assistant turn `turn`'s content in `text`, which must begin right where the rendered
+    prompt (history + generation prompt) ends, up to whitespace that the template adds or trims.
+
+    Never a search: a reply found anywhere later (say, inside the next user turn, which can repeat its words)
+    would label the user's text and leave the reply unlabelled, silently corrupting every score.
+    """
+    if text.startswith(prompt):
+        cut = len(prompt)
+    elif text.startswith(prompt.rstrip()):  # the generation prompt ends in whitespace the turn does not repeat
+        cut = len(prompt.rstrip())
+    else:
+        raise ChatTemplateError(
+            f"assistant turn {turn}: the rendering of {name!r}'s chat template up to this turn (with its generation "
+            "prompt) is not a prefix of the whole conversation's rendering, so the reply cannot be located"
+        )
+    if content and text.startswith(content, cut):
+        return cut, cut + len(content)
+    start = cut + len(text[cut:]) - len(text[cut:].lstrip())  # templates that pad or `trim` content (Llama-3)
+    stripped = content.strip()
+    if stripped and text.startswith(stripped, start):
+        return start, start + len(stripped)
+    raise ChatTemplateError(
+        f"assistant turn {turn}: its content does not start where {name!r}'s rendered prompt ends "
+        f"(found {text[cut:cut + 40]!r}, expected {content[:40]!r}); a template must render the assistant's "
+        "header as its generation prompt (add_generation_prompt), as generation needs it too"
+    )
+
+
 def assistant_char_spans(tokenizer, messages: list[dict]) -> tuple[str, list[tuple[int, int]]]:
     """The rendered conversation and the [start, end) character spans to label (content + end-of-turn)."""
     text = render(tokenizer, messages)
     spans: list[tuple[int, int]] = []
-    cursor = 0
     for i, message in enumerate(messages):
         if message["role"] != "assistant":
             continue
         prompt = render(tokenizer, messages[:i], add_generation_prompt=True)
-        if text.startswith(prompt):
-            cursor = max(cursor, len(prompt))
-        content = message["content"]
-        start = text.find(content, cursor)
-        if start < 0:  # templates that trim content (Llama-3 does `content | trim`)
-            content = content.strip()
-            start = text.find(content, cursor)
-        if start < 0 or not content:
-            raise ChatTemplateError(
-                f"assistant turn {i} not found in the rendering of {tokenizer.name_or_path!r}'s chat template"
-            )
-        end = start + len(content)
+        start, end = _reply_start(text, prompt, message["content"], i, tokenizer.name_or_path)
         turn = render(tokenizer, messages[: i + 1])
         stop = len(turn) if text.startswith(turn) and len(turn) > end else len(text)
         spans.append((start, _end_of_turn(tokenizer, text, end, stop)))
-        cursor = spans[-1][1]
     return text, spans
 
 

@@ -44,6 +44,45 @@ def test_llama3_trimmed_content_is_found():
     assert tok.decode([i for i in out.labels if i != IGNORE_INDEX]) == "Hello there<|eot_id|>"
 
 
+def test_reply_is_never_found_inside_a_later_user_turn():
+    """The Llama-3 template trims content, so the reply "Yes " renders as "Yes". Searching for "Yes " after the
+    prompt found it in the next user turn ("Yes sure, and 9?") and labelled the user's text; the reply must be
+    taken where the rendered prompt ends."""
+    tok = make_tokenizer("llama3")
+    conv = [{"role": "user", "content": "Is 7 prime?"}, {"role": "assistant", "content": "Yes "},
+            {"role": "user", "content": "Yes sure, and 9?"}, {"role": "assistant", "content": "No."}]
+    out = tokenize_chat(tok, conv)
+    runs, current = [], []
+    for i, lab in zip(out.input_ids + [None], out.labels + [IGNORE_INDEX]):
+        if lab != IGNORE_INDEX:
+            current.append(i)
+        elif current:
+            runs, current = runs + [tok.decode(current)], []
+    assert runs == ["Yes<|eot_id|>", "No.<|eot_id|>"]
+
+
+@pytest.mark.parametrize("name", sorted(EOT))
+def test_replies_with_surrounding_whitespace_are_labelled_where_they_stand(name):
+    tok = make_tokenizer(name)
+    conv = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": " Hello there \n"},
+            {"role": "user", "content": "Hello there again"}, {"role": "assistant", "content": "\nBye."}]
+    out = tokenize_chat(tok, conv)
+    text = tok.decode([i for i in out.labels if i != IGNORE_INDEX])
+    assert text.replace(" ", "").replace("\n", "") == f"Hellothere{EOT[name]}Bye.{EOT[name]}"
+
+
+def test_template_that_rewrites_history_is_refused():
+    """A reply can only be located where the prompt ends; a template whose rendering of the history changes
+    once the reply is appended gets a ChatTemplateError naming the turn, never a guess."""
+    tok = make_tokenizer("chatml")
+    tok.chat_template = ("{% for m in messages %}{% if loop.last %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}"
+                         "<|im_end|>\n{% else %}[{{ m['role'] }}] {{ m['content'] }}<|im_end|>\n{% endif %}"
+                         "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
+    conv = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]
+    with pytest.raises(ChatTemplateError, match="assistant turn 1: the rendering .* is not a prefix"):
+        tokenize_chat(tok, conv)
+
+
 def test_truncation_is_counted_and_keeps_prefix(chatml_tokenizer, conversation):
     full = tokenize_chat(chatml_tokenizer, conversation)
     cut = tokenize_chat(chatml_tokenizer, conversation, max_length=len(full.input_ids) - 3)
@@ -59,7 +98,8 @@ def test_truncation_is_counted_and_keeps_prefix(chatml_tokenizer, conversation):
 
 def test_template_without_end_of_turn_token_is_refused(conversation):
     tok = make_tokenizer("chatml")
-    tok.chat_template = "{% for m in messages %}{{ m['role'] + ': ' + m['content'] + '\n' }}{% endfor %}"
+    tok.chat_template = ("{% for m in messages %}{{ m['role'] + ': ' + m['content'] + '\n' }}{% endfor %}"
+                         "{% if add_generation_prompt %}assistant: {% endif %}")
     with pytest.raises(ChatTemplateError, match="puts no special token after an assistant turn"):
         tokenize_chat(tok, conversation)
 
