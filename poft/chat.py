@@ -199,17 +199,18 @@ def tokenize_chat(tokenizer, messages: list[dict], max_length: int | None = None
     return TokenizedChat(ids, labels, truncated, n_label)
 
 
-def response_only(tokenizer, messages: list[dict], max_length: int | None = None) -> TokenizedChat:
-    """The assistant contents alone, without instruction or template, every token labelled.
+def response_only(tokenizer, chat: TokenizedChat) -> TokenizedChat:
+    """The labelled tokens of `chat` (from `tokenize_chat`: every assistant turn's content and end-of-turn
+    token, as far as max_length kept them), to score without instruction or template: the denominator of IFD.
 
-    The denominator of IFD (Li et al., 2024): how hard the response is to predict with no instruction.
+    IFD (Li et al., 2024) compares the loss of the SAME response tokens with and without the instruction, so the
+    ids are taken from the conversation's own tokenization rather than re-tokenizing the reply text (which
+    drops the end-of-turn token and can merge the first token differently). They are conditioned on one
+    document-start token only: BOS, or EOS for tokenizers without BOS (GPT-2 and Qwen use it as the boundary).
     """
-    text = "\n\n".join(m["content"] for m in messages if m["role"] == "assistant")
-    ids = list(tokenizer(text, add_special_tokens=False)["input_ids"])
-    if tokenizer.bos_token_id is not None:  # a first token to condition on; otherwise token 0 is unscored
-        ids.insert(0, tokenizer.bos_token_id)
-    labels = [IGNORE_INDEX] + ids[1:]
-    truncated = max_length is not None and len(ids) > max_length
-    if truncated:
-        ids, labels = ids[:max_length], labels[:max_length]
-    return TokenizedChat(ids, labels, truncated, sum(1 for lab in labels[1:] if lab != IGNORE_INDEX))
+    tokens = [lab for t, lab in enumerate(chat.labels) if lab != IGNORE_INDEX and t > 0]
+    start = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
+    if start is None:
+        raise ChatTemplateError(f"tokenizer {tokenizer.name_or_path!r} has neither BOS nor EOS to condition the "
+                                "response-alone score of IFD on")
+    return TokenizedChat([start, *tokens], [IGNORE_INDEX, *tokens], chat.truncated, len(tokens))

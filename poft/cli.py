@@ -263,12 +263,13 @@ def cmd_report(a) -> None:
         raise ValueError("no records: pass --records FILE and/or --evaluations INDEX...")
     suite = load_suite(a.suite)
     scores = dict(_pair(item, "--scores") for item in a.scores)
+    kept = dict(_pair(item, "--kept") for item in a.kept)
     paper_names = _load_mapping(a.paper_names) if a.paper_names else None
     out = Path(a.out_dir)
     write_jsonl(out / "records.jsonl", records)  # what this report was built from
     written = build_report(records, out, suite.overall_tasks, chat_tasks=a.chat_tasks, focus_task=a.focus_task,
                            noise_datasets=a.noise_datasets, main_datasets=a.main_datasets,
-                           scores=scores or None, paper=a.paper,
+                           scores=scores or None, kept=kept or None, paper=a.paper,
                            paper_names=paper_names, n_boot=a.n_boot, seed=a.seed)
     log.info("%s: %d records -> %s", out, len(records), ", ".join(sorted(written)))
 
@@ -622,6 +623,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--main-datasets", nargs="+", default=None,
                    help="C1-C5's datasets (the DAG passes grid.main); default: plain runs outside the noise study")
     s.add_argument("--scores", nargs="+", default=[], metavar="DATASET=PATH", help="merged score file per dataset")
+    s.add_argument("--kept", nargs="+", default=[], metavar="BASE/DATASET/VARIANT=PATH",
+                   help="a filtered variant's kept ids (poft filter's output): Table 4 shows how many it kept")
     s.add_argument("--paper", action="store_true", help="also the reproduced-vs-reported comparison (paper.md)")
     s.add_argument("--paper-names", default=None, help="our names -> the paper's labels: a YAML/JSON file or inline {...}")
     s.add_argument("--n-boot", type=int, default=10_000)

@@ -228,10 +228,9 @@ def _score_shard(model, tokenizer, conversations, spec: ScoreSpec, report: Token
             {"id": c["id"], "score": s if n else None, "n_tokens": n, "truncated": t.truncated}
             for c, t, (s, n) in zip(conversations, chats, cond)
         ]
-    # IFD (Li et al., 2024, "From Quantity to Quality"): loss of y given x over loss of y alone; > 1 means the
-    # instruction does not help predict the response (a poorly matched pair).
-    alone = mean_logprobs(model, [response_only(tokenizer, c["messages"], spec.max_length) for c in conversations],
-                          pad, **kw)
+    # IFD (Li et al., 2024, "From Quantity to Quality"): loss of y given x over loss of y alone, over the same
+    # tokens (response_only takes them from `chats`); > 1 means the instruction does not help predict y.
+    alone = mean_logprobs(model, [response_only(tokenizer, t) for t in chats], pad, **kw)
     rows = []
     for c, t, (s, n), (s0, _) in zip(conversations, chats, cond, alone):
         ok = n > 0 and not math.isnan(s0) and s0 != 0

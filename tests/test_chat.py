@@ -111,8 +111,17 @@ def test_missing_template_is_refused(conversation):
         tokenize_chat(tok, conversation)
 
 
-def test_response_only_labels_every_response_token(conversation):
-    tok = make_tokenizer("llama3")
-    out = response_only(tok, conversation)
-    assert out.input_ids[0] == tok.bos_token_id and out.labels[0] == IGNORE_INDEX
-    assert tok.decode(out.labels[1:]) == "2 + 3 = 5.\n\nassistant"
+@pytest.mark.parametrize("name", sorted(EOT))
+def test_response_only_scores_exactly_the_conversations_labelled_tokens(name, conversation):
+    """IFD's two losses must cover the same tokens: the response-alone sequence is one start token followed by
+    the conversation's labelled ids (contents and end-of-turn tokens), also after truncation."""
+    tok = make_tokenizer(name)
+    for max_length in (None, len(tokenize_chat(tok, conversation).input_ids) - 2):
+        chat = tokenize_chat(tok, conversation, max_length)
+        out = response_only(tok, chat)
+        labelled = [lab for t, lab in enumerate(chat.labels) if lab != IGNORE_INDEX and t > 0]
+        assert out.input_ids[0] == (tok.bos_token_id if tok.bos_token_id is not None else tok.eos_token_id)
+        assert out.labels == [IGNORE_INDEX, *labelled] and out.input_ids[1:] == labelled
+        assert out.n_label_tokens == chat.n_label_tokens and out.truncated == chat.truncated
+    full = response_only(tok, tokenize_chat(tok, conversation))
+    assert tok.decode(full.labels[1:]) == f"2 + 3 = 5.{EOT[name]}assistant{EOT[name]}"

@@ -165,3 +165,54 @@ def test_merge_rejects_duplicate_names_and_bad_files(tmp_path):
     write_json(tmp_path / "nofield.json", {"meta": {}, "rows": [{"id": "x"}]})
     with pytest.raises(ScoreFileError, match=r"nofield\.json: row 0: missing field 'score'"):
         merge_scores([tmp_path / "nofield.json"])
+
+
+class Bigram(torch.nn.Module):
+    """A causal LM whose next-token logits depend on the current token only: logits = W[:, current]. Its
+    probabilities can be worked out by hand, so the scores built on them can be too."""
+
+    def __init__(self, weight: torch.Tensor):
+        super().__init__()
+        self.head = torch.nn.Linear(weight.shape[1], weight.shape[0], bias=False)
+        self.head.weight.data.copy_(weight)
+        self.config = type("Config", (), {})()
+
+    def forward(self, input_ids, attention_mask=None, output_hidden_states=True, logits_to_keep=1):
+        hidden = torch.nn.functional.one_hot(input_ids, self.head.in_features).float()
+        return type("Out", (), {"hidden_states": (hidden,)})()
+
+    def get_output_embeddings(self):
+        return self.head
+
+
+def test_ifd_of_a_hand_made_sample(tmp_path):
+    """Vocabulary [UNK] <s> </s> <u> <a> q y (V = 7); template "<u>{user}</s><a>{assistant}</s>", generation
+    prompt "<a>"; no BOS is added, so the conversation user "q" / assistant "y" is the ids
+    <u> q </s> <a> y </s>, with y and its end-of-turn </s> labelled.
+    Bigram logits: 0 everywhere except logit(y | <a>) = ln 3 and logit(</s> | y) = ln 4, so
+        p(y | <a>) = 3 / (3 + 6) = 1/3,  p(y | <s>) = 1/7,  p(</s> | y) = 4 / (4 + 6) = 0.4.
+    With the instruction:  mean log p = (ln 1/3 + ln 0.4) / 2 = (-1.098612 - 0.916291) / 2 = -1.007452.
+    Alone (<s> y </s>, the same two tokens): (ln 1/7 + ln 0.4) / 2 = (-1.945910 - 0.916291) / 2 = -1.431100.
+    IFD = 1.007452 / 1.431100 = 0.703970. (Scoring y alone without its </s>, as before, gave
+    1.007452 / 1.945910 = 0.517729: two different token sets.)"""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {t: i for i, t in enumerate(["[UNK]", "<s>", "</s>", "<u>", "<a>", "q", "y"])}
+    core = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
+    core.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    tok = PreTrainedTokenizerFast(tokenizer_object=core, bos_token="<s>", eos_token="</s>", unk_token="[UNK]",
+                                  additional_special_tokens=["<u>", "<a>"])
+    tok.chat_template = ("{% for m in messages %}{{ '<u>' if m['role'] == 'user' else '<a>' }}{{ m['content'] }}</s>"
+                         "{% endfor %}{% if add_generation_prompt %}<a>{% endif %}")
+    weight = torch.zeros(7, 7)  # [next, current]
+    weight[vocab["y"], vocab["<a>"]] = torch.log(torch.tensor(3.0))
+    weight[vocab["</s>"], vocab["y"]] = torch.log(torch.tensor(4.0))
+    conv = [{"id": "s", "messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "y"}]}]
+    out = tmp_path / "ifd.json"
+    score_dataset(Bigram(weight), tok, conv, out, spec=ScoreSpec(kind="ifd"), model_name="bigram",
+                  dataset_fingerprint="x", progress=False)
+    row = json.loads(out.read_text())["rows"][0]
+    assert row["nll_cond"] == pytest.approx(1.007452, abs=1e-6)
+    assert row["nll_alone"] == pytest.approx(1.431100, abs=1e-6)
+    assert row["score"] == pytest.approx(0.703970, abs=1e-6) and row["n_tokens"] == 2

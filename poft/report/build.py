@@ -59,6 +59,19 @@ def _load_scores(scores) -> dict[str, dict]:
     return out
 
 
+def _load_kept(kept) -> dict[tuple, dict]:
+    """{"base/dataset/variant": filter output} -> {(base, dataset, variant): its meta (n_kept, n_input, ...)}."""
+    out = {}
+    for key, v in (kept or {}).items():
+        parts = key.split("/")
+        meta = _load("filter output", v).get("meta") or {}
+        if len(parts) != 3 or not {"n_kept", "n_input"} <= set(meta):
+            raise MetricsFileError(f"{v if not isinstance(v, Mapping) else key}: kept ids for {key!r}: expected a key "
+                                   "BASE/DATASET/VARIANT and a filter output with meta.n_kept and meta.n_input")
+        out[tuple(parts)] = meta
+    return out
+
+
 def _write_csv(path: Path, frame: pd.DataFrame) -> None:
     with atomic_path(path) as tmp:
         frame.to_csv(tmp, index=False, float_format="%.6g")
@@ -97,7 +110,7 @@ def paper_markdown(side: pd.DataFrame) -> str:
 def build_report(records: Iterable[Mapping], out_dir: str | Path, overall_tasks: list[str], *,
                  chat_tasks: list[str] | None = None, focus_task: str | None = None,
                  noise_datasets: list[str] | None = None, main_datasets: list[str] | None = None,
-                 scores: Mapping | None = None,
+                 scores: Mapping | None = None, kept: Mapping | None = None,
                  target_logp: Mapping | None = None, paper: bool = False, paper_names: dict | None = None,
                  paper_dir: str | Path | None = None, n_boot: int = 10_000, level: float = 0.95,
                  seed: int = 0) -> dict[str, Path]:
@@ -107,7 +120,8 @@ def build_report(records: Iterable[Mapping], out_dir: str | Path, overall_tasks:
     (default: every task with metric "win_rate"); focus_task: C3's task (the paper's GSM8k); noise_datasets:
     the noise study's datasets ordered clean -> noisiest; main_datasets: C1-C5's datasets (the config's
     grid.main; default: see `Evidence.main_datasets`); scores: {dataset: merged score file (path or
-    object)}; target_logp: {dataset: {id: the target's mean log p}} or a path per dataset (tau plot);
+    object)}; kept: {"base/dataset/variant": the filter's output (path or object)} for Table 4's kept
+    counts; target_logp: {dataset: {id: the target's mean log p}} or a path per dataset (tau plot);
     paper: also write the reproduced-vs-reported comparison, mapping our names with paper_names.
     """
     out = Path(out_dir)
@@ -121,7 +135,8 @@ def build_report(records: Iterable[Mapping], out_dir: str | Path, overall_tasks:
 
     made = {
         "table1": tables.table1(df, overall_tasks), "table2": tables.table2(df, chat_tasks),
-        "table3": tables.table3(df, chat_tasks), "table4": tables.table4(df), "table5": tables.table5(df),
+        "table3": tables.table3(df, chat_tasks), "table4": tables.table4(df, _load_kept(kept)),
+        "table5": tables.table5(df),
     }
     extra = [tables.noise_table(df, noise_datasets)] if noise_datasets else []
     extra.append(tables.control_table(df))

@@ -9,6 +9,8 @@ Avg/Std) stays NaN with n = 0 and renders as a dash.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import pandas as pd
 
 from .collect import OVERALL, RUN
@@ -88,19 +90,35 @@ def _by_method(sub: pd.DataFrame, keys: list[str], stat: str) -> list[pd.DataFra
     return [over_seeds(sub, [*keys, "column"], stat)] if len(sub) else []
 
 
-def table4(df: pd.DataFrame) -> pd.DataFrame:
+def kept_label(meta: Mapping | None) -> str:
+    """"94/300 (31%)" from a filter file's meta: what a filtered variant actually trained on, which can be far
+    from its nominal keep fraction (IFD drops every sample with IFD >= 1 before keeping the top share)."""
+    if not meta:
+        return "?"
+    n, total = int(meta["n_kept"]), int(meta["n_input"])
+    return f"{n}/{total} ({n / total:.0%})" if total else f"{n}/0"
+
+
+def table4(df: pd.DataFrame, kept: Mapping | None = None) -> pd.DataFrame:
     """Table 4: data filters x {SFT, PoFT}, Overall at the last epoch; only for base x dataset pairs that
-    have at least one `filter:` variant; "none" is the unfiltered (`full`) run."""
+    have at least one `filter:` variant; "none" is the unfiltered (`full`) run. `kept`: {(base, dataset,
+    variant): the filter file's meta}, shown as the samples each variant actually kept ("?" where not given)."""
     ps = per_seed(df)
     ps = ps[(ps["task"] == OVERALL) & (ps["method"] != "aligned")]
     filtered = ps[ps["variant"].str.startswith("filter:")][["base", "dataset"]].drop_duplicates()
     sub = ps.merge(filtered, on=["base", "dataset"])
     sub = sub[(sub["variant"] == "full") | sub["variant"].str.startswith("filter:")]
-    sub = sub.assign(filter=sub["variant"].where(sub["variant"] != "full", "none"))
-    keys = ["base", "dataset", "filter"]
+    kept = kept or {}
+    totals = {(b, d): m["n_input"] for (b, d, _), m in kept.items()}
+    labels = [kept_label(kept.get((b, d, v))) if v != "full" else
+              (f"{totals[b, d]}/{totals[b, d]} (100%)" if (b, d) in totals else "all")
+              for b, d, v in zip(sub["base"], sub["dataset"], sub["variant"])]
+    sub = sub.assign(filter=sub["variant"].where(sub["variant"] != "full", "none"), kept=labels)
+    keys = ["base", "dataset", "filter", "kept"]
     t = _finish(_by_method(sub, keys, "last"), keys, ["SFT", "PoFT"],
                 "Table 4 analogue: filtered data, Overall at the last epoch",
-                "filter:<method>:<keep> keeps that fraction of the data. Cells: mean ± std over seeds.")
+                "filter:<method>:<keep> asks for that share of the data; `kept` is what it actually kept (IFD "
+                "first drops every sample with IFD >= 1, as Li et al. do). Cells: mean ± std over seeds.")
     return _first(t, "filter", "none")
 
 

@@ -80,3 +80,12 @@ def test_plots_alone(small, tmp_path):
     assert plots.win_rates(df, [], tmp_path / "e.png") is None and not (tmp_path / "e.png").exists()
     assert plots.tau_vs_score(sc, {}, tmp_path / "f.png") is None
     assert plots.epoch_curves(df[df["method"] == "aligned"], tmp_path / "g.png") is None
+
+
+def test_bad_kept_file_is_named(small, tmp_path):
+    kept = tmp_path / "kept.json"
+    kept.write_text(json.dumps({"meta": {"n_kept": 3}, "kept_ids": ["a", "b", "c"]}))
+    with pytest.raises(MetricsFileError, match="kept.json: kept ids for 'b1/d1/filter:ifd:0.8': expected a key "
+                                               "BASE/DATASET/VARIANT and a filter output with meta.n_kept and "
+                                               "meta.n_input"):
+        build_report(small.records, tmp_path / "r", TASKS, kept={"b1/d1/filter:ifd:0.8": str(kept)})

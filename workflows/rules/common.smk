@@ -327,6 +327,8 @@ REPORT_FILES = ["tables.md", "claims.md", "index.md", "report.html", "results.cs
                 "records.jsonl"]
 # Datasets whose aligned-score spread the report reads (claims C4, C5; the score plots).
 REPORT_SCORES = sorted({r.dataset for r in RUNS.values() if r.variant == "full"} & set(GRID.merged_scores))
+# Kept ids of every filtered variant: Table 4 shows how many samples each actually kept.
+REPORT_KEPT = {f"{r.base}/{r.dataset}/{r.variant}": filter_file(r) for r in RUNS.values() if r.filter}
 # The report re-runs when its code changes (and only it: nothing upstream depends on that code).
 REPORT_CODE = sorted(os.path.relpath(p) for p in (Path(workflow.basedir) / "poft" / "report").glob("*.py"))
 
@@ -347,4 +349,6 @@ def report_options():
         flags.append(f"--paper-names {shlex.quote(json.dumps(rc['paper_names']))}")
     if REPORT_SCORES:
         flags.append("--scores " + " ".join(f"{d}={merged_scores(d)}" for d in REPORT_SCORES))
+    if REPORT_KEPT:
+        flags.append("--kept " + " ".join(shlex.quote(f"{k}={v}") for k, v in sorted(REPORT_KEPT.items())))
     return " ".join(flags)

@@ -7,6 +7,7 @@ rule report:
     input:
         evaluations=[evaluation_index(key) for key in EVALUATIONS],
         scores=[merged_scores(d) for d in REPORT_SCORES],
+        kept=sorted(set(REPORT_KEPT.values())),
         code=REPORT_CODE,
     output:
         [f"{RESULTS}/{name}" for name in REPORT_FILES],
