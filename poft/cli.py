@@ -85,14 +85,15 @@ def cmd_noise(a) -> None:
 
 def cmd_score(a) -> None:
     from .data import dataset_fingerprint
-    from .scoring import ScoreSpec, load_model_and_tokenizer, score_dataset
+    from .scoring import ScoreSpec, load_model_and_tokenizer, score_dataset, weights_fingerprint
 
     convs = _conversations(a.data)
     model, tokenizer = load_model_and_tokenizer(a.model, a.device, a.dtype, a.attn)
     spec = ScoreSpec(max_length=a.max_length, max_batch_size=a.batch_size, max_batch_tokens=a.max_batch_tokens,
                      chunk_tokens=a.chunk_tokens, shard_size=a.shard_size, kind=a.kind)
     meta = score_dataset(model, tokenizer, convs, a.out, spec=spec, model_name=a.name or a.model,
-                         dataset_fingerprint=dataset_fingerprint(convs), progress=not a.quiet)
+                         dataset_fingerprint=dataset_fingerprint(convs), progress=not a.quiet,
+                         weights=weights_fingerprint(a.model))
     tok = meta["tokenization"]
     log.info("%s: scored %d samples (%d tokens) in %.1fs; truncated %d, nothing to score %d",
              a.out, meta["n_samples"], meta["n_tokens"], meta["seconds"], tok["n_truncated"], tok["n_no_labels"])

@@ -14,6 +14,7 @@ recomputed in the backward pass (activation checkpointing), so training memory i
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
 import time
@@ -25,7 +26,7 @@ from torch.utils.checkpoint import checkpoint
 
 from . import __version__
 from .chat import IGNORE_INDEX, TokenizationReport, TokenizedChat, template_hash, tokenize_chat, response_only
-from .io import read_json, write_json
+from .io import canonical_json, read_json, sha256_text, write_json
 
 log = logging.getLogger(__name__)
 
@@ -200,6 +201,57 @@ def load_model_and_tokenizer(source: str, device: str = "auto", dtype: str = "au
     return model, tokenizer
 
 
+# Files whose bytes decide a model's scores: weights, config, tokenizer (training checkpoints also hold
+# optimizer and RNG states, which do not).
+WEIGHT_FILES = ("*.safetensors", "pytorch_model*.bin", "*.gguf", "config.json", "tokenizer*", "*.model", "vocab*",
+                "merges.txt", "special_tokens_map.json", "chat_template.jinja")
+
+
+def _file_sha256(path: Path) -> str:
+    """sha256 of a file's bytes. A file in the Hugging Face cache is a link to blobs/<sha256 of its bytes> (for
+    weights, which are stored through LFS): the name is the hash, and a 15 GB model need not be read."""
+    target = path.resolve()
+    if target.parent.name == "blobs" and len(target.name) == 64 and all(c in "0123456789abcdef" for c in target.name):
+        return target.name
+    h = hashlib.sha256()
+    with open(target, "rb") as f:
+        for block in iter(lambda: f.read(1 << 24), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def weights_fingerprint(source: str) -> str:
+    """Content hash of the files that make a model (WEIGHT_FILES) in its directory, or of one GGUF file: a
+    model rebuilt under the same name, or a checkpoint overwritten in place, gets a new fingerprint."""
+    if source.startswith("hf:"):  # the hub cache's snapshot of it, as loading resolved it
+        from huggingface_hub import snapshot_download
+
+        source = snapshot_download(source[3:], local_files_only=True)
+    root = Path(source)
+    files = [root] if root.is_file() else sorted({f for pat in WEIGHT_FILES for f in root.glob(pat) if f.is_file()})
+    if not files:
+        raise FileNotFoundError(f"model {source!r}: no weight, config or tokenizer files to fingerprint")
+    h = hashlib.sha256()
+    for f in files:
+        h.update(f"{f.name}:{_file_sha256(f)}\n".encode())
+    return h.hexdigest()[:32]
+
+
+def state_fingerprint(model) -> str:
+    """Content hash of a loaded model's parameters and buffers (for models that have no files of their own)."""
+    h = hashlib.sha256()
+    for name, t in sorted(model.state_dict().items()):
+        h.update(f"{name}:{tuple(t.shape)}:{t.dtype}:".encode())
+        h.update(t.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()[:32]
+
+
+def conversations_fingerprint(conversations: list[dict]) -> str:
+    """Content hash of conversations (ids and messages): a shard of regenerated data with the same ids (the noise
+    recipe keeps them) is not the shard that was scored."""
+    return sha256_text(canonical_json([[c["id"], c["messages"]] for c in conversations]))[:32]
+
+
 # ---------------------------------------------------------------------------------------------------------
 # Scoring a dataset, sharded and resumable
 # ---------------------------------------------------------------------------------------------------------
@@ -241,17 +293,20 @@ def _score_shard(model, tokenizer, conversations, spec: ScoreSpec, report: Token
 
 def score_dataset(
     model, tokenizer, conversations: list[dict], out_path: str | Path, *, spec: ScoreSpec, model_name: str,
-    dataset_fingerprint: str, progress: bool = True,
+    dataset_fingerprint: str, progress: bool = True, weights: str | None = None,
 ) -> dict:
     """Score every conversation; write {"meta", "rows"} to out_path atomically. Returns the meta.
 
+    weights: the model's `weights_fingerprint` (default: `state_fingerprint` of the loaded model).
     Work is cut into shards of spec.shard_size samples saved under <out_path>.shards/; a re-run after a crash
-    reuses every shard whose key (model, template, max_length, kind, its ids) still matches.
+    reuses a shard only if its key still matches: kind, model weights, template, max_length, dtype and the
+    content of its conversations — never just their names or ids.
     """
     out_path = Path(out_path)
     meta = {
         "kind": spec.kind,
         "model": model_name,
+        "weights": weights or state_fingerprint(model),
         "template_hash": template_hash(tokenizer),
         "max_length": spec.max_length,
         "dataset_fingerprint": dataset_fingerprint,
@@ -266,8 +321,8 @@ def score_dataset(
     n_shards = max(1, math.ceil(len(conversations) / spec.shard_size))
     for k in range(n_shards):
         part = conversations[k * spec.shard_size : (k + 1) * spec.shard_size]
-        key = {**{m: meta[m] for m in ("kind", "model", "template_hash", "max_length")},
-               "ids": [c["id"] for c in part]}
+        key = {**{m: meta[m] for m in ("kind", "weights", "template_hash", "max_length", "dtype")},
+               "conversations": conversations_fingerprint(part)}
         shard_file = shard_dir / f"shard-{k:05d}-of-{n_shards:05d}.json"
         if shard_file.exists():
             saved = read_json(shard_file)

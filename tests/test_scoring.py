@@ -124,6 +124,76 @@ def test_score_dataset_writes_meta_and_resumes_from_shards(tmp_path, monkeypatch
     assert again["meta"]["tokenization"] == saved["meta"]["tokenization"]
 
 
+def test_stale_shards_are_rescored_when_data_or_weights_change(tmp_path, monkeypatch):
+    """A shard left by a crashed run is reused only for the same conversations (content, not ids) under the
+    same weights: regenerated data with the same ids, or a model rebuilt under the same name, is rescored."""
+    import poft.scoring as scoring
+
+    tok = make_tokenizer("chatml")
+    convs = make_conversations(6)
+    spec = ScoreSpec(max_length=60, shard_size=3)
+    real, calls = scoring._score_shard, []
+
+    def crash_on_second(model, tokenizer, part, *a):
+        calls.append(1)
+        if len(calls) == 2:
+            raise RuntimeError("killed")
+        return real(model, tokenizer, part, *a)
+
+    def run(model, data, out):
+        return score_dataset(model, tok, data, out, spec=spec, model_name="m", dataset_fingerprint="fp",
+                             progress=False)
+
+    monkeypatch.setattr(scoring, "_score_shard", crash_on_second)
+    with pytest.raises(RuntimeError):
+        run(tiny_llama(len(tok), seed=0), convs, tmp_path / "s.json")  # leaves shard 0 of the old data behind
+    monkeypatch.setattr(scoring, "_score_shard", real)
+    regenerated = [{**c, "messages": [*c["messages"][:-1], {"role": "assistant", "content": "five"}]} for c in convs]
+    model = tiny_llama(len(tok), seed=0)
+    run(model, regenerated, tmp_path / "s.json")
+    rows = json.loads((tmp_path / "s.json").read_text())["rows"]
+    fresh = tmp_path / "fresh.json"
+    run(model, regenerated, fresh)
+    assert rows == json.loads(fresh.read_text())["rows"]  # not the old data's scores under the same ids
+
+    monkeypatch.setattr(scoring, "_score_shard", crash_on_second)
+    calls.clear()
+    with pytest.raises(RuntimeError):
+        run(tiny_llama(len(tok), seed=0), convs, tmp_path / "w.json")
+    monkeypatch.setattr(scoring, "_score_shard", real)
+    rebuilt = tiny_llama(len(tok), seed=1)  # same name "m", other weights
+    meta = run(rebuilt, convs, tmp_path / "w.json")
+    run(rebuilt, convs, tmp_path / "w_fresh.json")
+    assert json.loads((tmp_path / "w.json").read_text())["rows"] == json.loads((tmp_path / "w_fresh.json").read_text())["rows"]
+    assert meta["weights"] == scoring.state_fingerprint(rebuilt) != scoring.state_fingerprint(tiny_llama(len(tok)))
+
+
+def test_weights_fingerprint_reads_the_files_and_trusts_hub_blob_names(tmp_path):
+    from poft.scoring import weights_fingerprint
+
+    model_dir = tmp_path / "m"
+    model = tiny_llama(64)
+    model.save_pretrained(model_dir)
+    (model_dir / "optimizer.pt").write_bytes(b"not part of the model")
+    first = weights_fingerprint(str(model_dir))
+    (model_dir / "optimizer.pt").write_bytes(b"changed")
+    assert weights_fingerprint(str(model_dir)) == first  # optimizer states do not change scores
+    tiny_llama(64, seed=1).save_pretrained(model_dir)  # rebuilt in place, same name
+    assert weights_fingerprint(str(model_dir)) != first
+    # The hub cache links each file to blobs/<sha256 of its bytes>: the name is taken, the file is not read.
+    blobs, snap = tmp_path / "hub" / "blobs", tmp_path / "hub" / "snapshots" / "abc"
+    blobs.mkdir(parents=True), snap.mkdir(parents=True)
+    digest = "ab" * 32
+    (blobs / digest).write_bytes(b"x")
+    (snap / "model.safetensors").symlink_to(blobs / digest)
+    import hashlib
+
+    expected = hashlib.sha256(f"model.safetensors:{digest}\n".encode()).hexdigest()[:32]
+    assert weights_fingerprint(str(snap)) == expected
+    with pytest.raises(FileNotFoundError, match="no weight, config or tokenizer files to fingerprint"):
+        weights_fingerprint(str(tmp_path / "hub" / "blobs"))
+
+
 def _score_file(path, fingerprint, rows, model="m"):
     write_json(path, {"meta": {"kind": "aligned", "model": model, "dataset_fingerprint": fingerprint},
                       "rows": [{"id": i, "score": s} for i, s in rows]})
