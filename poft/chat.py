@@ -72,8 +72,8 @@ def template_hash(tokenizer) -> str:
 def render(tokenizer, messages: list[dict], add_generation_prompt: bool = False) -> str:
     if not tokenizer.chat_template:
         raise ChatTemplateError(
-            f"tokenizer {tokenizer.name_or_path!r} has no chat_template; set one (tokenizer.chat_template = ...) "
-            "before scoring or training with it"
+            f"tokenizer {tokenizer.name_or_path!r} has no chat_template (base models ship none); name one with "
+            "--chat-template NAME_OR_FILE, or `chat_template:` on the model in the DAG config (see poft.templates)"
         )
     return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=add_generation_prompt)
 

@@ -8,6 +8,7 @@ library function and writes its outputs atomically, with a report of what was dr
     poft score   --data data.jsonl --model DIR --kind ifd --out scores/ifd.json
     poft filter  --data data.jsonl --method preference --keep 0.8 --scores scores/merged.json --out kept.json
     poft train   --data data.jsonl --model DIR --scores scores/merged.json --config train.yaml --set loss=poft --out run/
+    poft train   --data data.jsonl --model hf:mistralai/Mistral-7B-v0.1 --chat-template zephyr --out run/  # a base model
     poft dpo     --model run/checkpoint-N --pairs pairs.jsonl --config dpo.yaml --out run-dpo/
     poft dpo     --model run/ --epoch last --pairs pairs.jsonl --out run-dpo/     # a run dir + --epoch: its checkpoint
     poft shuffle-scores --scores scores/merged.json --seed 0 --out scores/merged.shuffled0.json   # control K1
@@ -88,7 +89,7 @@ def cmd_score(a) -> None:
     from .scoring import ScoreSpec, load_model_and_tokenizer, score_dataset, weights_fingerprint
 
     convs = _conversations(a.data)
-    model, tokenizer = load_model_and_tokenizer(a.model, a.device, a.dtype, a.attn)
+    model, tokenizer = load_model_and_tokenizer(a.model, a.device, a.dtype, a.attn, a.chat_template)
     spec = ScoreSpec(max_length=a.max_length, max_batch_size=a.batch_size, max_batch_tokens=a.max_batch_tokens,
                      chunk_tokens=a.chunk_tokens, shard_size=a.shard_size, kind=a.kind)
     meta = score_dataset(model, tokenizer, convs, a.out, spec=spec, model_name=a.name or a.model,
@@ -146,6 +147,7 @@ def cmd_train(a) -> None:
     import dataclasses
 
     from .scoring import load_model_and_tokenizer
+    from .templates import template_record
     from .training import TrainSpec, build_examples, train
 
     spec = TrainSpec.from_dict(_load_options(a.config, a.set))
@@ -153,11 +155,12 @@ def cmd_train(a) -> None:
     scores = _scores_for(a.scores, convs, a.data)
     convs = _keep(convs, a.keep_ids)
     model, tokenizer = load_model_and_tokenizer(a.model, "cpu" if not _cuda() else "cuda", "float32",
-                                                spec.attn_implementation)
+                                                spec.attn_implementation, a.chat_template)
     examples, report = build_examples(convs, tokenizer, spec.max_length, scores)
     out = Path(a.out)
+    # The template's hash, not only its name: a resume under an edited template file starts over.
     record = {"model": a.model, "data": a.data, "scores": a.scores, "keep_ids": a.keep_ids,
-              "resolved_spec": dataclasses.asdict(spec)}
+              "resolved_spec": dataclasses.asdict(spec), "chat_template": template_record(tokenizer, a.chat_template)}
     if a.safe_resume:  # the same paths may hold new content (a rebuilt model, rescored data): compare contents
         from .runs import TRAIN_MARKER, fingerprint, prepare_resume
 
@@ -188,9 +191,11 @@ def cmd_dpo(a) -> None:
 
         record = {"start": start, "start_fingerprint": fingerprint(start), "pairs": fingerprint(a.pairs),
                   "spec": dataclasses.asdict(spec)}
+        if a.chat_template is not None:  # a file's content, so that an edited template starts over
+            record["chat_template"] = fingerprint(a.chat_template)
         prepare_resume(a.out, record, TRAINER_STATE, "dpo_inputs.json")
         write_json(Path(a.out) / "dpo_inputs.json", record)
-    metrics = run_dpo(start, read_pairs(a.pairs), a.out, spec)
+    metrics = run_dpo(start, read_pairs(a.pairs), a.out, spec, a.chat_template)
     log.info("%s: DPO %d steps on %d pairs", a.out, metrics["global_step"], metrics["n_pairs_trained"])
 
 
@@ -227,14 +232,16 @@ def cmd_distill(a) -> None:
     from .data import save_conversations
     from .evaluation.generation import GenerationSpec, generate
     from .scoring import load_model_and_tokenizer
+    from .templates import template_record
 
     convs = _conversations(a.data)
     gen = from_mapping(GenerationSpec, _load_options(a.config, a.set), "generation option")
-    model, tokenizer = load_model_and_tokenizer(a.model, a.device, a.dtype)
+    model, tokenizer = load_model_and_tokenizer(a.model, a.device, a.dtype, chat_template=a.chat_template)
     replies = generate(model, tokenizer, distill_prompts(convs), gen)
     distilled, report = distill_dataset(convs, replies, a.name or Path(a.model.rstrip("/")).name)
     save_conversations(a.out, distilled)
-    write_json(f"{a.out}.report.json", {**report, "model": a.model, "generation": dataclasses.asdict(gen)})
+    write_json(f"{a.out}.report.json", {**report, "model": a.model, "generation": dataclasses.asdict(gen),
+                                        "chat_template": template_record(tokenizer, a.chat_template)})
     log.info("%s: %d of %d conversations with a regenerated last reply", a.out, report["n_output"], report["n_input"])
 
 
@@ -307,7 +314,8 @@ def cmd_evaluate_lm_eval(a) -> None:
     suite = load_suite(a.suite)
     overrides = {k: v for k, v in (("limit", a.limit), ("batch_size", a.batch_size)) if v is not None}
     settings = dataclasses.replace(suite.settings, **overrides)
-    paths = evaluate_checkpoint(a.model, suite, a.out_dir, a.task, a.data, settings, a.backend, a.device, a.dtype)
+    paths = evaluate_checkpoint(a.model, suite, a.out_dir, a.task, a.data, settings, a.backend, a.device, a.dtype,
+                                chat_template=a.chat_template)
     for path in paths:
         record = read_json(path)
         log.info("%s: %s %s = %.2f (n=%d)", path, record["task"], record["metric"], record["value"], record["n"])
@@ -323,7 +331,8 @@ def cmd_evaluate_generate(a) -> None:
     if not prompts_path:
         raise ValueError("no prompts: pass --prompts FILE (or a --suite whose winrate block names them)")
     gen = from_mapping(GenerationSpec, {**spec.generation, **_load_options(None, a.set)}, "generation option")
-    rows = generate_outputs(a.model, read_prompts(prompts_path), gen, a.out, a.name, a.device, a.dtype)
+    rows = generate_outputs(a.model, read_prompts(prompts_path), gen, a.out, a.name, a.device, a.dtype,
+                            a.chat_template)
     log.info("%s: %d replies from %s", a.out, len(rows), a.model)
 
 
@@ -375,7 +384,8 @@ def _evaluate_suites(model: str, out_dir: Path, suites: list, a) -> list[Path]:
     for suite in suites:
         if suite.tasks:
             settings = dataclasses.replace(suite.settings, **overrides)
-            written += evaluate_checkpoint(model, suite, out_dir, None, a.data, settings, a.backend, a.device, a.dtype)
+            written += evaluate_checkpoint(model, suite, out_dir, None, a.data, settings, a.backend, a.device, a.dtype,
+                                           chat_template=a.chat_template)
         if suite.winrate:
             spec = suite.winrate.with_data(a.data)
             if not a.reference:
@@ -384,7 +394,8 @@ def _evaluate_suites(model: str, out_dir: Path, suites: list, a) -> list[Path]:
                                "generation option")
             outputs = out_dir / f"{spec.task}.outputs.json"
             prompts = a.prompts or spec.prompts or a.reference  # alpaca_eval: the reference's own instructions
-            generate_outputs(model, read_prompts(prompts), gen, outputs, a.name, a.device or "auto", a.dtype)
+            generate_outputs(model, read_prompts(prompts), gen, outputs, a.name, a.device or "auto", a.dtype,
+                             a.chat_template)
             judge = make_judge(spec.judge, {**spec.judge_options, **_load_options(None, a.judge_set)})
             written.append(evaluate_winrate(str(outputs), a.reference, spec.judge, judge, out_dir, spec.task, spec.lc))
     return written
@@ -427,6 +438,12 @@ def cmd_evaluate_checkpoint(a) -> None:
     write_json(a.index or Path(a.out_dir[0].replace("{epoch}", "all")) / "evaluation.json", index)
 
 
+def _add_chat_template(s, what: str = "the model") -> None:
+    s.add_argument("--chat-template", default=None, metavar="NAME_OR_FILE",
+                   help=f"chat template for {what}: a poft.templates name (chatml, gemma, llama3, mistral, phi3, "
+                   "zephyr) or a Jinja file; default: the tokenizer's own (base models ship none)")
+
+
 def _add_evaluate(sub) -> None:
     ev = sub.add_parser("evaluate", help="lm-eval benchmarks, generation, pairwise win rates, Overall")
     what = ev.add_subparsers(dest="what", required=True)
@@ -441,6 +458,7 @@ def _add_evaluate(sub) -> None:
     s.add_argument("--batch-size", default=None, type=lambda v: v if v == "auto" else int(v))
     s.add_argument("--device", default=None)
     s.add_argument("--dtype", default="auto", help="auto (the checkpoint's) | float32 | bfloat16 | float16")
+    _add_chat_template(s)
     s.add_argument("--out-dir", required=True)
     s.set_defaults(func=cmd_evaluate_lm_eval)
 
@@ -454,6 +472,7 @@ def _add_evaluate(sub) -> None:
                    help="generation option, e.g. max_new_tokens=64, do_sample=true")
     s.add_argument("--device", default="auto")
     s.add_argument("--dtype", default="auto")
+    _add_chat_template(s)
     s.add_argument("--out", required=True)
     s.set_defaults(func=cmd_evaluate_generate)
 
@@ -494,6 +513,7 @@ def _add_evaluate(sub) -> None:
     s.add_argument("--batch-size", default=None, type=lambda v: v if v == "auto" else int(v))
     s.add_argument("--device", default=None)
     s.add_argument("--dtype", default="auto")
+    _add_chat_template(s, "every --model (a trained checkpoint carries its own)")
     s.add_argument("--record", nargs="+", default=[], metavar="JSON",
                    help="per --model, its run identity for `poft report --evaluations` ({base, dataset, method, "
                         "variant, seed}; the epoch is filled in)")
@@ -539,6 +559,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--dtype", default="auto", help="auto (bf16 on GPU, float32 on CPU) | float32 | bfloat16")
     s.add_argument("--attn", default=None, help="attention implementation, e.g. flash_attention_2")
     s.add_argument("--quiet", action="store_true")
+    _add_chat_template(s)
     s.add_argument("--out", required=True)
     s.set_defaults(func=cmd_score)
 
@@ -576,6 +597,7 @@ def build_parser() -> argparse.ArgumentParser:
                            "interrupted save left incomplete (the DAG passes it)")
         s.add_argument("--config", default=None, help="YAML mapping of options")
         s.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override one option")
+        _add_chat_template(s, "the model (saved in every checkpoint)" if verb == "train" else "the start checkpoint")
         s.add_argument("--out", required=True)
         s.set_defaults(func=func)
 
@@ -603,6 +625,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="generation option")
     s.add_argument("--device", default="auto")
     s.add_argument("--dtype", default="auto")
+    _add_chat_template(s)
     s.add_argument("--out", required=True)
     s.set_defaults(func=cmd_distill)
 

@@ -101,14 +101,20 @@ def read_pairs(path: str | Path) -> list[dict]:
     return FILE_READERS[".jsonl"](Path(path), str(path))
 
 
-def run_dpo(model_dir: str, pairs: list[dict], out_dir: str, cfg: DPOConfigSpec) -> dict:
-    """Train `model_dir` with DPO on `pairs` into `out_dir`; returns the metrics also written to dpo_metrics.json."""
+def run_dpo(model_dir: str, pairs: list[dict], out_dir: str, cfg: DPOConfigSpec,
+            chat_template: str | None = None) -> dict:
+    """Train `model_dir` with DPO on `pairs` into `out_dir`; returns the metrics also written to dpo_metrics.json.
+
+    chat_template: a poft.templates name or Jinja file replacing the checkpoint's own (None: keep it; a `poft
+    train` checkpoint carries the template it was trained with)."""
     validate_pairs(pairs)
     # Imported here so that reading/validating pairs does not pay for importing torch/transformers/trl.
     from datasets import Dataset
     from transformers import AutoTokenizer
     from transformers.trainer_utils import get_last_checkpoint
     from trl import DPOConfig, DPOTrainer
+
+    from poft.templates import apply_chat_template, template_record
 
     class _OfflineDPOTrainer(DPOTrainer):
         # TRL pings the Hub from Trainer.__init__; HF_HUB_DISABLE_TELEMETRY is read at import time, so an env var
@@ -118,7 +124,11 @@ def run_dpo(model_dir: str, pairs: list[dict], out_dir: str, cfg: DPOConfigSpec)
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    # The checkpoint's chat template (or the one named) renders the conversations: TRL applies it to every pair.
+    tokenizer = apply_chat_template(AutoTokenizer.from_pretrained(model_dir), chat_template)
     run_config = {"start_checkpoint": str(model_dir), "spec": cfg.to_dict()}
+    if chat_template is not None:  # absent otherwise, so that runs made before the option still resume
+        run_config["chat_template"] = template_record(tokenizer, chat_template)
     last_ckpt = get_last_checkpoint(str(out)) if out.is_dir() else None
     if last_ckpt and (out / "dpo_config.json").exists():
         previous = read_json(out / "dpo_config.json")
@@ -129,7 +139,6 @@ def run_dpo(model_dir: str, pairs: list[dict], out_dir: str, cfg: DPOConfigSpec)
 
     # Only role/content go to Arrow: extra per-message keys would become null-filled struct fields.
     rows = [{k: [{"role": m["role"], "content": m["content"]} for m in p[k]] for k in FIELDS} for p in pairs]
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)  # its own chat template renders the conversations
     args = DPOConfig(
         output_dir=str(out),
         beta=cfg.beta,

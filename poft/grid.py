@@ -20,6 +20,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from .templates import resolve_chat_template
+
 METHODS = ("sft", "poft")  # the report's method names (poft.report.collect.METHODS minus "aligned")
 SOURCE_PREFIXES = ("micro:", "hf:")
 # The micro world's models by build stage (poft.micro.build.BASES / ALIGNED; a test keeps them in sync).
@@ -157,6 +159,20 @@ def _model_kind(config: dict) -> dict[str, str]:
     return out
 
 
+def _check_chat_templates(config: dict) -> None:
+    """Every model's `chat_template` is a registry name or a readable, non-empty Jinja file."""
+    sections = (("models", config.get("models")), ("aligned", config.get("aligned")),
+                ("evaluation.reference_models", (config.get("evaluation") or {}).get("reference_models")))
+    for section, entries in sections:
+        for name, spec in (entries or {}).items():
+            if spec.get("chat_template") is not None:
+                try:
+                    resolve_chat_template(spec["chat_template"])
+                except (KeyError, FileNotFoundError, ValueError) as e:
+                    msg = e.args[0] if isinstance(e, KeyError) else str(e)
+                    raise ConfigError(f"{section}.{name}.chat_template: {msg}") from None
+
+
 def _data_table(config: dict) -> dict[str, dict]:
     table = {}
     datasets = config.get("datasets") or {}
@@ -206,6 +222,7 @@ def expand(config: dict) -> Grid:
     """The grid of a validated config (defaults filled); raises ConfigError naming the key for bad references."""
     models, aligned = config.get("models") or {}, config.get("aligned") or {}
     _model_kind(config)
+    _check_chat_templates(config)
     data = _data_table(config)
     datasets = list(config.get("datasets") or {})
     filters = config.get("filters") or {}

@@ -187,13 +187,18 @@ def model_path(source: str) -> str:
     return source
 
 
-def load_model_and_tokenizer(source: str, device: str = "auto", dtype: str = "auto", attn: str | None = None):
+def load_model_and_tokenizer(source: str, device: str = "auto", dtype: str = "auto", attn: str | None = None,
+                             chat_template: str | None = None):
+    """The model and its tokenizer; `chat_template` (a poft.templates name or a Jinja file) replaces the
+    tokenizer's own template, None keeps it (base models ship none: they need one to render anything)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from .templates import apply_chat_template
 
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     path = model_path(source)
-    tokenizer = AutoTokenizer.from_pretrained(path)
+    tokenizer = apply_chat_template(AutoTokenizer.from_pretrained(path), chat_template)
     kwargs = {"dtype": resolve_dtype(dtype, device)}
     if attn:
         kwargs["attn_implementation"] = attn

@@ -3,7 +3,7 @@
 import json
 
 import pytest
-from conftest import make_tokenizer, tiny_llama
+from conftest import TEMPLATES, make_tokenizer, tiny_llama
 from test_scoring import make_conversations
 
 from poft.cli import main
@@ -70,3 +70,35 @@ def test_bad_inputs_give_one_clear_line(workspace, capsys):
     assert "unknown training option(s) 'lr'" in capsys.readouterr().err
     assert run("train", "--data", w / "data.jsonl", "--model", w / "nowhere", "--out", w / "r4") == 2
     assert "no such directory" in capsys.readouterr().err
+
+
+def test_a_base_model_without_chat_template_trains_with_a_named_one(tmp_path, capsys):
+    """Mistral-7B-v0.1 ships no chat template: `poft train` refuses it, and trains with --chat-template zephyr,
+    saving the template in every checkpoint (later stages load it from there) and recording it."""
+    from transformers import AutoTokenizer
+
+    from poft.chat import template_hash
+    from poft.data import save_conversations
+    from poft.scoring import load_model_and_tokenizer
+
+    tok = make_tokenizer("zephyr")
+    tok.chat_template = None  # a base model's tokenizer
+    tiny_llama(len(tok), seed=5).save_pretrained(tmp_path / "base")
+    tok.save_pretrained(tmp_path / "base")
+    save_conversations(tmp_path / "data.jsonl", make_conversations(6))
+    args = ("train", "--data", tmp_path / "data.jsonl", "--model", tmp_path / "base", "--set", "num_train_epochs=1",
+            "--set", "per_device_train_batch_size=3", "--set", "max_length=80")
+
+    assert run(*args, "--out", tmp_path / "none") == 2
+    assert "has no chat_template" in capsys.readouterr().err
+
+    assert run(*args, "--chat-template", "zephyr", "--out", tmp_path / "run") == 0
+    checkpoint = tmp_path / "run" / "checkpoint-2"
+    assert AutoTokenizer.from_pretrained(checkpoint).chat_template == TEMPLATES["zephyr"].template
+    _, loaded = load_model_and_tokenizer(str(checkpoint), "cpu", "float32")  # no flag: the checkpoint's own
+    expected = {"source": "zephyr", "hash": template_hash(loaded)}
+    assert json.loads((tmp_path / "run" / "resolved_config.json").read_text())["chat_template"] == expected
+    assert json.loads((checkpoint / "poft_train_config.json").read_text())["chat_template"] == expected
+
+    assert run(*args, "--chat-template", "zephir", "--out", tmp_path / "typo") == 2
+    assert "unknown chat template 'zephir'; valid: chatml" in capsys.readouterr().err

@@ -13,7 +13,9 @@ at run time, so its path cannot be written into the YAML.
 from __future__ import annotations
 
 import dataclasses
+import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable
 
@@ -95,14 +97,34 @@ def check_suite(suite: Suite, tm, tasks: list[str]) -> None:
                              f"{', '.join(pins['metrics']) or 'no metric'}")
 
 
+@contextmanager
+def tokenizer_with_template(checkpoint: str, chat_template: str | None):
+    """A directory holding the checkpoint's tokenizer with `chat_template` applied, for lm-eval's `tokenizer`
+    argument (both backends take a path); None when there is no template to apply."""
+    if chat_template is None:
+        yield None
+        return
+    from transformers import AutoTokenizer
+
+    from ..templates import apply_chat_template
+
+    tokenizer = apply_chat_template(AutoTokenizer.from_pretrained(model_path(checkpoint)), chat_template)
+    with tempfile.TemporaryDirectory(prefix="poft-tokenizer-") as tmp:
+        tokenizer.save_pretrained(tmp)
+        yield tmp
+
+
 def make_lm(checkpoint: str, backend: str = "hf", batch_size: int | str = 16, device: str | None = None,
-            dtype: str = "auto"):
-    """An lm-eval LM for a checkpoint dir (or hf:<id>) on the chosen backend; dtype "auto" = the checkpoint's."""
+            dtype: str = "auto", tokenizer: str | None = None):
+    """An lm-eval LM for a checkpoint dir (or hf:<id>) on the chosen backend; dtype "auto" = the checkpoint's.
+    tokenizer: a tokenizer dir to use instead of the checkpoint's (see tokenizer_with_template)."""
     from lm_eval.api.registry import get_model
 
     if backend not in BACKENDS:
         raise KeyError(f"unknown backend {backend!r}; valid: {', '.join(BACKENDS)}")
     args = BACKENDS[backend](model_path(checkpoint), dtype)
+    if tokenizer is not None:
+        args["tokenizer"] = tokenizer
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")  # lm-eval's HF default is cuda
     return get_model(backend).create_from_arg_obj(args, {"batch_size": batch_size, "device": device})
 
@@ -164,21 +186,24 @@ def normalize(results: dict, task: SuiteTask, checkpoint: str, settings: dict) -
 
 def evaluate_checkpoint(checkpoint: str, suite: Suite, out_dir: str | Path, tasks: list[str] | None = None,
                         data_dir: str | Path | None = None, settings: LmEvalSettings | None = None,
-                        backend: str = "hf", device: str | None = None, dtype: str = "auto", lm=None) -> list[Path]:
+                        backend: str = "hf", device: str | None = None, dtype: str = "auto", lm=None,
+                        chat_template: str | None = None) -> list[Path]:
     """Run `tasks` (default: all of the suite) on a checkpoint in one lm-eval call; write one JSON per task.
 
     `lm` replaces the checkpoint's model (tests pass lm-eval LMs with known answers); `checkpoint` is then
-    only recorded.
+    only recorded. `chat_template` (a poft.templates name or Jinja file) replaces the checkpoint's own: lm-eval
+    gets a copy of the tokenizer with it applied.
     """
     settings = settings or suite.settings
     tasks = tasks or list(suite.tasks)
     started = time.time()
     tm, specs = prepare(suite, tasks, data_dir)  # before the model loads: bad input fails in a second
-    backend = backend if lm is None else type(lm).__name__
-    if lm is None:
-        lm = make_lm(checkpoint, backend, settings.batch_size, device, dtype)
-    results = run_tasks(lm, tm, specs, settings)
-    record = {"backend": backend, "suite": suite.name,
+    backend, chat_template = (backend, chat_template) if lm is None else (type(lm).__name__, None)
+    with tokenizer_with_template(checkpoint, chat_template) as tokenizer:
+        if lm is None:
+            lm = make_lm(checkpoint, backend, settings.batch_size, device, dtype, tokenizer)
+        results = run_tasks(lm, tm, specs, settings)
+    record = {"backend": backend, "suite": suite.name, "chat_template": chat_template,
               **{k: v for k, v in dataclasses.asdict(settings).items() if not k.endswith("seed")},
               "seeds": settings.seeds(), "dtype": dtype, "seconds": round(time.time() - started, 2)}
     return [write_record(out_dir, normalize(results, suite.task(t), checkpoint, record)) for t in tasks]

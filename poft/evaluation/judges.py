@@ -89,6 +89,7 @@ class HFJudge:
     max_length: int = 4096  # longer prompts keep their end (the question to answer is last)
     device: str = "auto"
     dtype: str = "auto"
+    chat_template: str | None = None  # a poft.templates name or Jinja file for a judge that ships none
 
     def __post_init__(self) -> None:
         self.n_truncated = 0  # prompts cut to max_length, reported in the metrics JSON
@@ -133,7 +134,8 @@ class HFJudge:
     def preferences(self, pairs: list[Pair], reference_name: str, model_name: str) -> list[float]:
         from ..scoring import load_model_and_tokenizer
 
-        model, tokenizer = load_model_and_tokenizer(self.model, self.device, self.dtype)
+        model, tokenizer = load_model_and_tokenizer(self.model, self.device, self.dtype,
+                                                    chat_template=self.chat_template)
         forward = self._p_first(model, tokenizer, [self._messages(*p) for p in pairs])
         prefs = [2.0 - p for p in forward]  # P(reference better) = p  ->  preference 2 - p
         if self.both_orders:

@@ -58,20 +58,24 @@ def generation_sidecar(outputs_path: str | Path) -> Path:
 
 
 def generate_outputs(model_source: str, prompts: list[dict], spec: GenerationSpec, out: str | Path,
-                     generator: str | None = None, device: str = "auto", dtype: str = "auto") -> list[dict]:
-    """Generate one reply per prompt and write them (alpaca_eval layout) plus the settings used."""
+                     generator: str | None = None, device: str = "auto", dtype: str = "auto",
+                     chat_template: str | None = None) -> list[dict]:
+    """Generate one reply per prompt and write them (alpaca_eval layout) plus the settings used.
+
+    chat_template: a poft.templates name or Jinja file replacing the model's own (None: keep it)."""
     from ..scoring import load_model_and_tokenizer
+    from ..templates import template_record
 
     started = time.time()
-    model, tokenizer = load_model_and_tokenizer(model_source, device, dtype)
+    model, tokenizer = load_model_and_tokenizer(model_source, device, dtype, chat_template=chat_template)
     replies = generate(model, tokenizer, [[{"role": "user", "content": p["instruction"]}] for p in prompts], spec)
     generator = generator or Path(model_source.rstrip("/")).name
     rows = [{"id": p["id"], "instruction": p["instruction"], "output": r, "generator": generator}
             for p, r in zip(prompts, replies)]
     write_json(out, rows)
     write_json(generation_sidecar(out), {"model": model_source, "generator": generator, "n": len(rows),
-                                         "settings": {**dataclasses.asdict(spec), "chat_template": "model's own",
-                                                      "dtype": dtype},
+                                         "settings": {**dataclasses.asdict(spec), "dtype": dtype,
+                                                      "chat_template": template_record(tokenizer, chat_template)},
                                          "seconds": round(time.time() - started, 2)})
     return rows
 

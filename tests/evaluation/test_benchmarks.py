@@ -8,7 +8,7 @@ import pytest
 from eval_fixtures import micro_data, micro_world, tiny_checkpoint  # noqa: F401 - fixtures
 from fake_lms import GoldLM, RandomLM
 
-from poft.evaluation.benchmarks import evaluate_checkpoint, task_manager, task_spec
+from poft.evaluation.benchmarks import evaluate_checkpoint, make_lm, task_manager, task_spec, tokenizer_with_template
 from poft.evaluation.suites import load_suite
 
 MICRO = load_suite("micro")
@@ -52,6 +52,16 @@ def test_checkpoint_end_to_end_through_hf(micro_data, tiny_checkpoint, tmp_path)
         assert r["n"] == 3 and 0.0 <= r["value"] <= 100.0 and r["settings"]["backend"] == "hf"
         assert r["settings"]["limit"] == 3 and r["checkpoint"] == str(tiny_checkpoint)
     assert records["micro_mc_facts"]["metrics"]["acc,none"] * 100 == records["micro_mc_facts"]["value"]
+
+
+def test_a_named_chat_template_reaches_lm_eval(tiny_checkpoint):
+    """lm-eval's HF backend renders with the checkpoint's tokenizer, its template replaced by the named one."""
+    from poft.templates import CHAT_TEMPLATES
+
+    ckpt = str(tiny_checkpoint)  # a ChatML tokenizer
+    with tokenizer_with_template(ckpt, "zephyr") as tokenizer:
+        assert make_lm(ckpt, "hf", 1, "cpu", "float32", tokenizer).tokenizer.chat_template == CHAT_TEMPLATES["zephyr"]
+    assert make_lm(ckpt, "hf", 1, "cpu", "float32").tokenizer.chat_template == CHAT_TEMPLATES["chatml"]
 
 
 def test_bad_input_errors(micro_data, tmp_path):

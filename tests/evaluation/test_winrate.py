@@ -7,7 +7,8 @@ import pytest
 from eval_fixtures import micro_data, micro_world, tiny_checkpoint  # noqa: F401 - fixtures
 
 from poft.evaluation.judges import JUDGES, AlpacaEvalJudge, HFJudge, Pair, make_judge
-from poft.evaluation.winrate import evaluate_winrate, pair_outputs, read_prompts, winrate_metrics
+from poft.evaluation.winrate import (evaluate_winrate, generate_outputs, generation_sidecar, pair_outputs, read_prompts,
+                                    winrate_metrics)
 from poft.io import write_json
 from poft.micro.world import canonical_response, solve
 
@@ -137,3 +138,17 @@ def test_length_controlled_win_rate_when_its_data_are_available(monkeypatch, tmp
     monkeypatch.setattr(glm, "hf_hub_download", offline)
     metrics, note = winrate_metrics(_annotations(), lc=True)
     assert "length_controlled_winrate" not in metrics and note.endswith("OSError: no network")
+
+
+def test_generation_applies_and_records_a_named_chat_template(tiny_checkpoint, tmp_path):
+    from types import SimpleNamespace
+
+    from poft.chat import template_hash
+    from poft.evaluation.generation import GenerationSpec
+    from poft.templates import ZEPHYR
+
+    out = tmp_path / "outputs.json"
+    generate_outputs(str(tiny_checkpoint), [{"id": "0", "instruction": "hi"}], GenerationSpec(max_new_tokens=2), out,
+                     chat_template="zephyr")
+    recorded = json.loads(generation_sidecar(out).read_text())["settings"]["chat_template"]
+    assert recorded == {"source": "zephyr", "hash": template_hash(SimpleNamespace(chat_template=ZEPHYR))}

@@ -72,9 +72,40 @@ def bad_config(tmp_path, edit):
     (lambda c: c["training"]["options"].update(learning_rate="fast"), "training.options.learning_rate: 'fast' is not of type 'number'"),
     (lambda c: c["training"]["options"].update(lr=1e-3), "training.options: Additional properties are not allowed ('lr'"),
     (lambda c: c["evaluation"].update(suites=["mmlu"]), "evaluation.suites: unknown suite 'mmlu'"),
+    (lambda c: c["models"]["micro-llama3"].update(chat_template="zephir"),
+     "models.micro-llama3.chat_template: unknown chat template 'zephir'; valid: chatml,"),
 ])
 def test_bad_config_fails_before_any_job_naming_the_key(tmp_path, edit, message):
     r = snakemake("--cores", "1", "--configfile", str(bad_config(tmp_path, edit)))
     assert r.returncode != 0
     assert f"Error in config: {message}" in r.stderr, r.stderr[-2000:]
     assert not (tmp_path / "work").exists() and not (tmp_path / "results").exists()
+
+
+def test_chat_templates_reach_every_job_of_their_model(tmp_path):
+    """A model's `chat_template` is passed to each job that loads that model (a file is also the job's input, so
+    editing it reruns them); jobs that load a trained checkpoint get it from the checkpoint's tokenizer."""
+    template = tmp_path / "mine.jinja"
+    template.write_text("{% for m in messages %}{{ m['content'] + eos_token }}{% endfor %}")
+
+    def edit(c):
+        c["models"]["micro-llama3"]["chat_template"] = str(template)
+        c["aligned"]["micro-yi"]["chat_template"] = "chatml"
+
+    r = snakemake("-n", "-p", "--configfile", str(bad_config(tmp_path, edit)))
+    assert r.returncode == 0, r.stderr[-2000:]
+    jobs, job = {}, None  # rule -> [{"input": ..., "Shell command": ...}] from the dry run's listing
+    for line in r.stdout.splitlines():
+        if line.startswith(("rule ", "localrule ")):
+            job = {"input": "", "Shell command": ""}
+            jobs.setdefault(line.split()[1].rstrip(":"), []).append(job)
+        key, _, value = line.strip().partition(": ")
+        if job is not None and key in job:
+            job[key] = value
+    assert jobs["train_model"] and any("--name micro-yi" in job["Shell command"] for job in jobs["score_dataset"])
+    for job in jobs["train_model"]:
+        assert f"--chat-template {template}" in job["Shell command"] and str(template) in job["input"]
+    for job in jobs["score_dataset"]:
+        assert ("--chat-template chatml" in job["Shell command"]) == ("--name micro-yi" in job["Shell command"])
+    assert not any("--chat-template" in job["Shell command"]
+                   for rule in ("dpo_model", "evaluate_checkpoint", "reference_outputs") for job in jobs[rule])

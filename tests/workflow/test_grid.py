@@ -90,6 +90,11 @@ def test_records_carry_the_report_identity():
     (lambda c: c["datasets"].update(noisy={"noise": {"from": "nope", "rematch_fraction": 1, "char_rate": 0}}),
      "datasets.noisy.noise.from: unknown dataset 'nope'"),
     (lambda c: c["evaluation"].update(reference_rows=["gpt4"]), "evaluation.reference_rows: unknown model 'gpt4'"),
+    (lambda c: c["aligned"]["micro-yi"].update(chat_template="zephir"),
+     "aligned.micro-yi.chat_template: unknown chat template 'zephir'; valid: chatml, gemma, llama3, mistral, phi3, "
+     "zephyr, or the path of a Jinja file"),
+    (lambda c: c["models"]["micro-mistral"].update(chat_template="templates/nowhere.jinja"),
+     "models.micro-mistral.chat_template: chat template file not found: templates/nowhere.jinja"),
 ])
 def test_bad_references_name_the_key(edit, key):
     config = copy.deepcopy(load("micro"))
@@ -97,6 +102,16 @@ def test_bad_references_name_the_key(edit, key):
     with pytest.raises(ConfigError) as e:
         expand(config)
     assert str(e.value).startswith(key)
+
+
+def test_chat_template_is_accepted_on_every_kind_of_model(tmp_path):
+    config = copy.deepcopy(load("micro"))
+    (tmp_path / "mine.jinja").write_text("{% for m in messages %}{{ m['content'] + eos_token }}{% endfor %}")
+    config["models"]["micro-mistral"]["chat_template"] = "zephyr"
+    config["aligned"]["micro-yi"]["chat_template"] = str(tmp_path / "mine.jinja")
+    config["evaluation"]["reference_models"] = {"ref": {"source": "hf:some/model", "chat_template": "mistral"}}
+    validate(config, str(SCHEMA), set_default=True)
+    assert expand(config).runs
 
 
 # --- the schema lists what the library accepts; these keep the two from drifting apart ---------------------

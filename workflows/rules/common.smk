@@ -12,6 +12,7 @@ from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
 from poft.grid import MICRO_MODELS, ConfigError, expand as expand_grid  # not Snakemake's expand
+from poft.templates import template_file
 
 
 def _fail(key, message):
@@ -126,11 +127,21 @@ def model_path(name):
 
 
 def model_ready(name):
-    """Input files that say the model exists: its micro build stage's record, a local dir, or none (hub)."""
-    src = MODELS[name]["source"]
+    """Input files that say the model exists: its micro build stage's record, a local dir, or none (hub); and
+    its chat template's file, if it names one, so that editing the template reruns what the model rendered."""
+    src, template = MODELS[name]["source"], MODELS[name].get("chat_template")
     if src.startswith("micro:"):
-        return [f"{WORLD}/stages/{src[len('micro:'):]}.json"]
-    return [] if src.startswith("hf:") else [src]
+        ready = [f"{WORLD}/stages/{src[len('micro:'):]}.json"]
+    else:
+        ready = [] if src.startswith("hf:") else [src]
+    path = template_file(template) if template else None
+    return ready + ([str(path)] if path else [])
+
+
+def chat_template_flag(name):
+    """`--chat-template X` for a model whose config entry names a template, else nothing (its tokenizer's own).
+    Jobs that load a trained checkpoint need none: the checkpoint's tokenizer carries the template."""
+    return optional_value("--chat-template", MODELS[name].get("chat_template"))
 
 
 def source_path(src):
@@ -303,10 +314,10 @@ def evaluate_targets(wc):
         flags = [f"--model {' '.join(models)}", f"--epoch {' '.join(map(str, ev.epochs))}"]
     else:
         out_dirs = [f"{W}/metrics/{wc.key}"]
-        flags = [f"--model {shlex.quote(model_path(ev.model))}"]
+        flags = [f"--model {shlex.quote(model_path(ev.model))}", chat_template_flag(ev.model)]
     flags.append("--out-dir " + " ".join(shlex.quote(d) for d in out_dirs))
     flags.append("--record " + " ".join(shlex.quote(json.dumps(r)) for r in ev.records))
-    return " ".join(flags)
+    return " ".join(f for f in flags if f)
 
 
 def evaluate_options():

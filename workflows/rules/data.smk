@@ -58,6 +58,7 @@ rule distill_dataset:
         f"{W}/data/distilled/{{dataset}}.{{aligned}}.jsonl",
     params:
         model=lambda wc: model_path(wc.aligned),
+        template=lambda wc: chat_template_flag(wc.aligned),
         generation=set_flags(config["distill"]["generation"]),
     log:
         f"{W}/logs/data/distill/{{dataset}}.{{aligned}}.log",
@@ -70,8 +71,8 @@ rule distill_dataset:
     conda:
         "../envs/poft.yaml"
     shell:
-        "OMP_NUM_THREADS={threads} poft distill --data {input.data} --model {params.model:q} --name {wildcards.aligned} "
-        "{params.generation} --out {output} > {log} 2>&1"
+        "OMP_NUM_THREADS={threads} poft distill --data {input.data} --model {params.model:q} {params.template} "
+        "--name {wildcards.aligned} {params.generation} --out {output} > {log} 2>&1"
 
 
 rule prepare_pairs:

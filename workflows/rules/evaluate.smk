@@ -16,6 +16,7 @@ if WINRATE_SUITE and "model" in REFERENCE:
         params:
             suite=WINRATE_SUITE,
             model=model_path(REFERENCE["model"]),
+            template=chat_template_flag(REFERENCE["model"]),
             name=REFERENCE["model"],
             data=f"--data {eval_data_dir()}" if eval_data_dir() else "",
             generation=set_flags(REFERENCE["generation"]),
@@ -30,7 +31,7 @@ if WINRATE_SUITE and "model" in REFERENCE:
             "../envs/poft.yaml"
         shell:
             "OMP_NUM_THREADS={threads} poft evaluate generate --suite {params.suite} --model {params.model:q} "
-            "--name {params.name} {params.data} {params.generation} --out {output} > {log} 2>&1"
+            "{params.template} --name {params.name} {params.data} {params.generation} --out {output} > {log} 2>&1"
 
 
 if WINRATE_SUITE and "hub_file" in REFERENCE:

@@ -12,6 +12,7 @@ rule score_dataset:
         f"{W}/scores/{{data}}/aligned/{{aligned}}.json",
     params:
         model=lambda wc: model_path(wc.aligned),
+        template=lambda wc: chat_template_flag(wc.aligned),
         options=scoring_flags(),
     log:
         f"{W}/logs/score/{{data}}/{{aligned}}.log",
@@ -24,8 +25,8 @@ rule score_dataset:
     conda:
         "../envs/poft.yaml"
     shell:
-        "OMP_NUM_THREADS={threads} poft score --data {input.data} --model {params.model:q} --name {wildcards.aligned} "
-        "{params.options} --quiet --out {output} > {log} 2>&1"
+        "OMP_NUM_THREADS={threads} poft score --data {input.data} --model {params.model:q} {params.template} "
+        "--name {wildcards.aligned} {params.options} --quiet --out {output} > {log} 2>&1"
 
 
 rule merge_scores:
@@ -57,6 +58,7 @@ rule score_ifd:
         f"{W}/scores/{{data}}/ifd/{{base}}.json",
     params:
         model=lambda wc: model_path(wc.base),
+        template=lambda wc: chat_template_flag(wc.base),
         options=scoring_flags(),
     log:
         f"{W}/logs/score/{{data}}/ifd.{{base}}.log",
@@ -70,7 +72,7 @@ rule score_ifd:
         "../envs/poft.yaml"
     shell:
         "OMP_NUM_THREADS={threads} poft score --kind ifd --data {input.data} --model {params.model:q} "
-        "--name {wildcards.base} {params.options} --quiet --out {output} > {log} 2>&1"
+        "{params.template} --name {wildcards.base} {params.options} --quiet --out {output} > {log} 2>&1"
 
 
 rule shuffle_scores:

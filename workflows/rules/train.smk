@@ -10,6 +10,7 @@ rule train_model:
         f"{W}/runs/{{run}}/train_summary.json",
     params:
         model=lambda wc: model_path(RUNS[wc.run].base),
+        template=lambda wc: chat_template_flag(RUNS[wc.run].base),
         out=lambda wc, output: Path(output[0]).parent,
         scores=optional_flag("--scores", "scores"),
         keep=optional_flag("--keep-ids", "keep"),
@@ -27,5 +28,6 @@ rule train_model:
     conda:
         "../envs/poft.yaml"
     shell:
-        "OMP_NUM_THREADS={threads} {params.launcher} train --data {input.data} --model {params.model:q} {params.scores} "
-        "{params.keep} {params.recipe} {params.options} --safe-resume --out {params.out} >> {log} 2>&1"
+        "OMP_NUM_THREADS={threads} {params.launcher} train --data {input.data} --model {params.model:q} "
+        "{params.template} {params.scores} {params.keep} {params.recipe} {params.options} --safe-resume "
+        "--out {params.out} >> {log} 2>&1"
