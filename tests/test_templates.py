@@ -65,7 +65,8 @@ def test_none_keeps_the_tokenizers_own():
 
 def test_a_template_that_never_ends_the_turn_is_still_refused(tmp_path):
     path = tmp_path / "plain.jinja"
-    path.write_text("{% for m in messages %}{{ m['role'] + ': ' + m['content'] + '\n' }}{% endfor %}")
+    path.write_text("{% for m in messages %}{{ m['role'] + ': ' + m['content'] + '\n' }}{% endfor %}"
+                    "{% if add_generation_prompt %}assistant: {% endif %}")
     tok = apply_chat_template(make_tokenizer("zephyr"), str(path))
     with pytest.raises(ChatTemplateError, match="puts no special token after an assistant turn"):
         tokenize_chat(tok, PING)
