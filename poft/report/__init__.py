@@ -5,6 +5,7 @@ PoFT - SFT differences with bootstrap intervals, claim verdicts, plots and an HT
     summary.py   per run: last / avg / std over epochs; over seeds: mean +- std
     tables.py    Tables 1-5 analogues, noise study, shuffled-score control, what ran
     stats.py     paired differences by seed, percentile bootstrap
+    effects.py   seed x item effects: crossed random-effects intervals, MDEs, verdicts, cells, power plans
     claims.py    C1-C10 (+ control K1) as rules -> Verdict
     paper.py     the paper's numbers (results/paper/) beside the reproduced ones
     plots.py     PNG figures;  render.py  Markdown / HTML;  build.py  `build_report`, the entry point

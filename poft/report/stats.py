@@ -9,6 +9,8 @@ the (1-level)/2 and 1-(1-level)/2 quantiles (numpy's linear interpolation) of th
 Read the intervals with the number of pairs in mind: with 3 seeds the bootstrap can only produce 10 distinct
 means, its interval is the spread of those and is wide (and optimistic: it cannot exceed the observed range);
 with one pair there is no interval at all (NaN), and the claims call such a comparison inconclusive.
+
+`paired_effect` (from `effects`) is the seed x item successor: a crossed random-effects t interval with an MDE.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import math
 import numpy as np
 import pandas as pd
 
+from .effects import paired_effect  # noqa: F401  (re-exported)
 from .summary import per_seed
 
 # A variant with only a PoFT arm is compared with the SFT run of this variant (the shuffled-score control).
