@@ -36,7 +36,7 @@ from pathlib import Path
 
 import yaml
 
-from .io import read_json, write_json
+from .io import read_json, write_json, write_text
 
 log = logging.getLogger("poft")
 
@@ -262,24 +262,41 @@ def cmd_prepare_pairs(a) -> None:
 def cmd_report(a) -> None:
     from .evaluation.suites import load_suite
     from .io import write_jsonl
-    from .report import build_report, read_records
+    from .report import build_report, read_records, report_from_data
     from .runs import records_from_index
 
+    out = Path(a.out_dir)
+    if a.from_dir:  # a committed results folder: everything is recomputed from its data/ alone
+        if a.records or a.evaluations:
+            raise ValueError("--from rebuilds from a results folder's data/; it takes no --records / --evaluations")
+        written = report_from_data(Path(a.from_dir) / "data", out)
+        log.info("%s: rebuilt from %s/data -> %s", out, a.from_dir, ", ".join(sorted(written)))
+        return
     records = [r for path in a.records for r in read_records(path)]
     records += [r for path in a.evaluations for r in records_from_index(read_json(path), path)]
     if not records:
-        raise ValueError("no records: pass --records FILE and/or --evaluations INDEX...")
+        raise ValueError("no records: pass --records FILE and/or --evaluations INDEX..., or --from RESULTS_DIR")
+    if not a.suite:
+        raise ValueError("--suite is required with --records / --evaluations (it defines Overall)")
     suite = load_suite(a.suite)
     scores = dict(_pair(item, "--scores") for item in a.scores)
     kept = dict(_pair(item, "--kept") for item in a.kept)
     paper_names = _load_mapping(a.paper_names) if a.paper_names else None
-    out = Path(a.out_dir)
-    write_jsonl(out / "records.jsonl", records)  # what this report was built from
+    write_jsonl(out / "records.jsonl", records)  # provenance: the metrics files this report was built from
     written = build_report(records, out, suite.overall_tasks, chat_tasks=a.chat_tasks, focus_task=a.focus_task,
                            noise_datasets=a.noise_datasets, main_datasets=a.main_datasets,
                            scores=scores or None, kept=kept or None, paper=a.paper,
-                           paper_names=paper_names, n_boot=a.n_boot, seed=a.seed)
+                           paper_names=paper_names, level=a.level, min_effect=a.min_effect)
     log.info("%s: %d records -> %s", out, len(records), ", ".join(sorted(written)))
+
+
+def cmd_plan_power(a) -> None:
+    from .report.power import plan_from_results
+
+    table = plan_from_results(Path(a.from_dir) / "data", a.delta, seeds=a.seeds, items=a.items, level=a.level)
+    print(table.to_string(index=False))
+    if a.out:
+        write_text(a.out, table.to_csv(index=False))
 
 
 def _pair(item: str, flag: str) -> tuple[str, str]:
@@ -640,7 +657,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--records", nargs="+", default=[], help="records files (JSON list or JSON Lines): {base, "
                    "dataset, method, variant, seed, epoch, metrics_file}")
     s.add_argument("--evaluations", nargs="+", default=[], help="`poft evaluate checkpoint --record ...` index files")
-    s.add_argument("--suite", required=True, help="the suite whose Overall tasks define 'Overall'")
+    s.add_argument("--from", dest="from_dir", default=None, metavar="RESULTS_DIR",
+                   help="rebuild every output from a results folder's data/ (no work dir needed)")
+    s.add_argument("--suite", default=None, help="the suite whose Overall tasks define 'Overall'")
     s.add_argument("--chat-tasks", nargs="+", default=None, help="win-rate / chat tasks (default: every win_rate task)")
     s.add_argument("--focus-task", default=None, help="claim C3's task (the paper's GSM8k)")
     s.add_argument("--noise-datasets", nargs="+", default=None, help="the noise study's datasets, clean -> noisiest")
@@ -651,10 +670,20 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a filtered variant's kept ids (poft filter's output): Table 4 shows how many it kept")
     s.add_argument("--paper", action="store_true", help="also the reproduced-vs-reported comparison (paper.md)")
     s.add_argument("--paper-names", default=None, help="our names -> the paper's labels: a YAML/JSON file or inline {...}")
-    s.add_argument("--n-boot", type=int, default=10_000)
-    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--level", type=float, default=0.95, help="of every interval")
+    s.add_argument("--min-effect", type=float, default=1.0,
+                   help="delta of the verdict rules, Overall points: an effect this large or more ruled out = fails")
     s.add_argument("--out-dir", required=True)
     s.set_defaults(func=cmd_report)
+
+    s = sub.add_parser("plan-power", help="seeds x items that detect an effect delta, per claim cell of a results folder")
+    s.add_argument("--from", dest="from_dir", required=True, metavar="RESULTS_DIR", help="a results folder (its data/)")
+    s.add_argument("--delta", type=float, default=1.0, help="the effect to detect, Overall points")
+    s.add_argument("--seeds", type=int, nargs="+", default=[2, 3, 5, 8])
+    s.add_argument("--items", type=int, nargs="+", default=None, help="default: the measured count, x2, x4")
+    s.add_argument("--level", type=float, default=0.95)
+    s.add_argument("--out", default=None, help="also write the table as CSV")
+    s.set_defaults(func=cmd_plan_power)
 
     _add_evaluate(sub)
     return p

@@ -7,7 +7,7 @@ Writes into out_dir (each file atomically; outputs of an earlier call that this 
 a plot without data now, are removed so the directory never mixes two runs):
     results.csv        the collected long table + Overall rows (base, dataset, method, variant, seed, epoch, ...)
     runs.csv           per run (seed) and task: first / last / avg / std / mean_all over epochs
-    differences.csv    paired PoFT - SFT per (base, dataset, variant, task, stat) with bootstrap intervals
+    differences.csv    paired PoFT - SFT per (base, dataset, variant, task, stat): seeds x items effects, MDEs
     tables.md          what ran, Overall gaps, Tables 1-5 analogues, noise study, control, paired differences
     claims.md          a verdict per claim C1-C10 (+ control K1) with its numbers; C11 pointed to unit tests
     plots/*.png        epoch curves, aligned-score distributions, tau vs score, win rates (those with data)
@@ -27,14 +27,15 @@ import pandas as pd
 from ..io import atomic_path, read_json, write_text
 from . import plots, render, tables
 from .claims import Evidence, judge, rules
-from .collect import OVERALL, MetricsFileError, collect, overall_gaps, with_overall
+from .bundle import read_bundle, write_bundle
+from .collect import OVERALL, MetricsFileError, collect, collect_items, overall_gaps, with_overall
 from .paper import reproduced_vs_reported
 from .stats import paired_differences, score_spread
 from .summary import per_seed
 
 FILES = ("results.csv", "runs.csv", "differences.csv", "tables.md", "claims.md", "paper.md",
          "reproduced_vs_reported.csv", "index.md", "report.html")
-PLOTS = ("epoch_curves.png", "score_distributions.png", "tau_vs_score.png", "win_rates.png")
+PLOTS = ("forest.png", "epoch_curves.png", "score_distributions.png", "tau_vs_score.png", "win_rates.png")
 
 
 def _load(what: str, value):
@@ -82,12 +83,15 @@ def differences_markdown(diffs: pd.DataFrame, tasks: list[str], level: float) ->
     d = d.sort_values(["variant", "base", "dataset", "task", "stat"], ascending=[True, True, True, True, False])
     frame = pd.DataFrame({
         "base": d["base"], "dataset": d["dataset"], "variant": d["variant"], "task": d["task"], "stat": d["stat"],
-        "pairs": d["n_pairs"], "PoFT": d["treat_mean"].map(render.fmt), "SFT": d["control_mean"].map(render.fmt),
-        "PoFT − SFT": d["mean"].map(render.fmt),
-        f"{level:.0%} CI": [render.DASH if pd.isna(lo) else f"[{lo:.2f}, {hi:.2f}]"
-                            for lo, hi in zip(d["ci_low"], d["ci_high"])]})
-    return ("## Paired differences PoFT − SFT (by seed)\n\nlast = last epoch, avg = mean over epochs excluding "
-            "the first; all stats and per-epoch values are in differences.csv.\n\n" + render.markdown(frame))
+        "seeds × items": [f"{s} × {n}" if u == "items" else f"{s} seeds" for s, n, u in
+                          zip(d["n_pairs"], d["n_items"], d["unit"])],
+        "PoFT": d["treat_mean"].map(render.fmt), "SFT": d["control_mean"].map(render.fmt),
+        "PoFT − SFT": d["mean"].map(render.fmt), f"{level:.0%} CI": render.intervals(d), "MDE": d["mde"].map(render.fmt),
+        "level": d["level_used"]})
+    return ("## Paired differences PoFT − SFT (seeds × items)\n\nlast = last epoch, avg = mean over epochs excluding "
+            "the first. Intervals: t with Satterthwaite df from the seed, item and residual variance components "
+            "(level 'method'); 'checkpoint' = one seed, item noise only (no claim about the method); MDE = the "
+            "smallest effect detected with power 0.8. All stats are in differences.csv.\n\n" + render.markdown(frame))
 
 
 def paper_markdown(side: pd.DataFrame) -> str:
@@ -112,8 +116,8 @@ def build_report(records: Iterable[Mapping], out_dir: str | Path, overall_tasks:
                  noise_datasets: list[str] | None = None, main_datasets: list[str] | None = None,
                  scores: Mapping | None = None, kept: Mapping | None = None,
                  target_logp: Mapping | None = None, paper: bool = False, paper_names: dict | None = None,
-                 paper_dir: str | Path | None = None, n_boot: int = 10_000, level: float = 0.95,
-                 seed: int = 0) -> dict[str, Path]:
+                 paper_dir: str | Path | None = None, level: float = 0.95, min_effect: float | None = 1.0
+                 ) -> dict[str, Path]:
     """Aggregate one grid's metrics into out_dir (see the module docstring); returns {output name: path}.
 
     overall_tasks: the suite whose mean is "Overall"; chat_tasks: the win-rate / chat tasks of Tables 2-3
@@ -122,29 +126,48 @@ def build_report(records: Iterable[Mapping], out_dir: str | Path, overall_tasks:
     grid.main; default: see `Evidence.main_datasets`); scores: {dataset: merged score file (path or
     object)}; kept: {"base/dataset/variant": the filter's output (path or object)} for Table 4's kept
     counts; target_logp: {dataset: {id: the target's mean log p}} or a path per dataset (tau plot);
-    paper: also write the reproduced-vs-reported comparison, mapping our names with paper_names.
+    paper: also write the reproduced-vs-reported comparison, mapping our names with paper_names;
+    level: of every interval; min_effect: delta of the verdict rules (Overall points), declared before the run.
+
+    Everything the outputs are made of is first written to out_dir/data (`bundle`), and the outputs are built
+    from what is read back: `report_from_data` on that folder alone gives the same files.
     """
     out = Path(out_dir)
+    records = list(records)
     raw = collect(records)
-    df = with_overall(raw, overall_tasks)
     if chat_tasks is None:
         chat_tasks = sorted(raw.loc[raw["metric"] == "win_rate", "task"].unique())
-    score_objs = _load_scores(scores)
     logp = {ds: _load("target score file", v) for ds, v in (target_logp or {}).items()}
-    spreads = {ds: score_spread(obj) for ds, obj in score_objs.items()}
+    options = {"overall_tasks": list(overall_tasks), "chat_tasks": list(chat_tasks), "focus_task": focus_task,
+               "noise_datasets": list(noise_datasets or []), "main_datasets": main_datasets, "paper": paper,
+               "paper_names": paper_names, "level": level, "min_effect": min_effect}
+    write_bundle(out / "data", raw, collect_items(records), _load_scores(scores), _load_kept(kept), options,
+                 {ds: dict(v) for ds, v in logp.items()})
+    return report_from_data(out / "data", out, paper_dir)
 
+
+def report_from_data(data_dir: str | Path, out_dir: str | Path, paper_dir: str | Path | None = None
+                     ) -> dict[str, Path]:
+    """Every output of `build_report` from a report data folder (`bundle`) alone."""
+    out, data = Path(out_dir), read_bundle(data_dir)
+    o = data["options"]
+    overall_tasks, chat_tasks, noise_datasets, level = o["overall_tasks"], o["chat_tasks"], o["noise_datasets"], o["level"]
+    raw, score_objs, logp = data["results"], data["scores"], data["target_logp"]
+    df = with_overall(raw, overall_tasks)
+    spreads = {ds: score_spread(obj) for ds, obj in score_objs.items()}
     made = {
         "table1": tables.table1(df, overall_tasks), "table2": tables.table2(df, chat_tasks),
-        "table3": tables.table3(df, chat_tasks), "table4": tables.table4(df, _load_kept(kept)),
+        "table3": tables.table3(df, chat_tasks), "table4": tables.table4(df, data["kept"]),
         "table5": tables.table5(df),
     }
     extra = [tables.noise_table(df, noise_datasets)] if noise_datasets else []
     extra.append(tables.control_table(df))
-    diffs = paired_differences(df, n_boot=n_boot, level=level, seed=seed)
-    ev = Evidence(df, chat_tasks=list(chat_tasks), overall_tasks=list(overall_tasks), focus_task=focus_task,
-                  noise_datasets=list(noise_datasets or []), main=main_datasets, spreads=spreads or None, n_boot=n_boot,
-                  level=level, seed=seed)
+    ev = Evidence(df, chat_tasks=list(chat_tasks), overall_tasks=list(overall_tasks), focus_task=o["focus_task"],
+                  noise_datasets=list(noise_datasets), main=o["main_datasets"], spreads=spreads or None,
+                  items=data["items"], min_effect=o["min_effect"], level=level)
+    diffs = paired_differences(ev)
     verdicts = judge(ev)
+    paper, paper_names = o["paper"], o["paper_names"]
 
     gaps = overall_gaps(raw, overall_tasks)
     md = ["# Tables\n", "## What ran\n", render.markdown(tables.coverage(raw))]
@@ -161,11 +184,12 @@ def build_report(records: Iterable[Mapping], out_dir: str | Path, overall_tasks:
     _write_csv(out / "runs.csv", per_seed(df))
     _write_csv(out / "differences.csv", diffs)
     write_text(out / "tables.md", "\n".join(md))
-    write_text(out / "claims.md", render.claims_markdown(verdicts, rules(), level, n_boot, seed))
+    write_text(out / "claims.md", render.claims_markdown(verdicts, rules(), level, ev.min_effect))
     written.update({n: out / n for n in ("results.csv", "runs.csv", "differences.csv", "tables.md", "claims.md")})
 
     pdir = out / "plots"
-    figs = {"epoch_curves.png": plots.epoch_curves(df, pdir / "epoch_curves.png"),
+    figs = {"forest.png": plots.forest(diffs, ev.min_effect, level, pdir / "forest.png"),
+            "epoch_curves.png": plots.epoch_curves(df, pdir / "epoch_curves.png"),
             "score_distributions.png": plots.score_distributions(score_objs, pdir / "score_distributions.png"),
             "tau_vs_score.png": plots.tau_vs_score(score_objs, logp, pdir / "tau_vs_score.png"),
             "win_rates.png": plots.win_rates(df, list(chat_tasks), pdir / "win_rates.png")}
@@ -193,24 +217,28 @@ def _index(written, verdicts, overall_tasks, chat_tasks, ev: Evidence) -> str:
              f"focus task (C3): {ev.focus_task or '—'}; noise study: {' < '.join(ev.noise_datasets) or '—'}; "
              f"main datasets (C1-C5): {', '.join(ev.main_datasets) or '—'}.\n",
              "## Verdicts\n",
-             render.markdown(render.verdict_frame(verdicts)),
+             render.markdown(pd.DataFrame([render.headline(v, ev.level) for v in verdicts])),
              "## Files\n"]
     lines += [f"- [{n}]({n})" for n in written if not n.startswith("plots/")]
     lines += ["\n## Plots\n"] + [f"![{n}]({n})" for n in written if n.startswith("plots/")]
     return "\n".join(lines) + "\n"
 
 
+def _img(name: str, path) -> str:
+    data = base64.b64encode(Path(path).read_bytes()).decode()
+    name = html.escape(name)
+    return f"<h3>{name}</h3><img alt='{name}' src='data:image/png;base64,{data}'>"
+
+
 def _html(raw, made, extra, diffs, chat_tasks, verdicts, level, written, side) -> str:
-    body = ["<h1>PoFT report</h1>", "<h2>What ran</h2>", render.frame_html(tables.coverage(raw))]
+    """The claims first (one line each, then the forest plot), then what ran, the tables and the other plots."""
+    body = ["<h1>PoFT report</h1>", render.claims_html(verdicts, level)]
+    body += [_img(n, p) for n, p in written.items() if n == "plots/forest.png"]
+    body += ["<h2>What ran</h2>", render.frame_html(tables.coverage(raw))]
     body += [render.table_html(t) for t in [*made.values(), *extra]]
     d = diffs[diffs["task"].isin([OVERALL, *chat_tasks]) & diffs["stat"].isin(["last", "avg"])]
-    body += ["<h2>Paired differences PoFT − SFT</h2>", render.frame_html(d.drop(columns=["diffs"]))]
-    body.append(render.claims_html(verdicts, level))
-    for name, path in written.items():
-        if name.startswith("plots/"):
-            data = base64.b64encode(Path(path).read_bytes()).decode()
-            name = html.escape(name)
-            body.append(f"<h3>{name}</h3><img alt='{name}' src='data:image/png;base64,{data}'>")
+    body += ["<h2>Paired differences PoFT − SFT</h2>", render.frame_html(d)]
+    body += [_img(n, p) for n, p in written.items() if n.startswith("plots/") and n != "plots/forest.png"]
     if side is not None:
         body += ["<h2>Reproduced vs reported</h2>", render.frame_html(side)]
     style = ("body{font-family:sans-serif;max-width:1200px;margin:auto}table.t{border-collapse:collapse;font-size:13px}"

@@ -261,7 +261,8 @@ def pooled_effect(means, ses, level: float = 0.95) -> dict:
     if K == 1:
         q, tau2, i2 = 0.0, math.nan, math.nan
     else:
-        r = combine_effects(m, v, method_re="dl", alpha=1 - level)
+        with np.errstate(all="ignore"):  # statsmodels takes sqrt / divides by a negative tau^2 it then drops
+            r = combine_effects(m, v, method_re="dl", alpha=1 - level)
         q, tau2 = float(r.q), max(float(r.tau2), 0.0)
         i2 = max(0.0, (q - (K - 1)) / q) if q > 0 else 0.0
     wr = 1 / (v + (0.0 if K == 1 else tau2))

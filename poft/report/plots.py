@@ -25,9 +25,15 @@ from ..io import atomic_path  # noqa: E402
 from .collect import OVERALL  # noqa: E402
 from .stats import aligned_scores  # noqa: E402
 
-COLORS = {"sft": "tab:blue", "poft": "tab:orange"}
+COLORS = {"sft": "tab:blue", "poft": "tab:orange"}  # bars of one base: SFT vs PoFT
 LABELS = {"sft": "SFT", "poft": "PoFT"}
-LINES = ["-", "--", ":", "-."]
+LINES = {"sft": "--", "poft": "-"}
+PALETTE = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+
+
+def base_colors(bases) -> dict[str, str]:
+    """One colour per base model, the same in every figure of a report (sorted names -> palette order)."""
+    return {b: PALETTE[i % len(PALETTE)] for i, b in enumerate(sorted(set(bases)))}
 
 
 def _save(fig, path: str | Path) -> Path:
@@ -41,26 +47,29 @@ def _save(fig, path: str | Path) -> Path:
 def _panels(n: int, width: float = 4.0, height: float = 3.2):
     cols = min(n, 3)
     rows = math.ceil(n / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(width * cols, height * rows), squeeze=False)
+    # constrained layout keeps axis labels, titles and the suptitle from overlapping
+    fig, axes = plt.subplots(rows, cols, figsize=(width * cols, height * rows), squeeze=False, layout="constrained")
     for ax in axes.flat[n:]:
         ax.set_visible(False)
     return fig, list(axes.flat[:n])
 
 
 def epoch_curves(df: pd.DataFrame, path: str | Path, task: str = OVERALL, variant: str = "full") -> Path | None:
-    """`task` per epoch for SFT and PoFT (`variant` runs), one panel per dataset, one line style per base."""
+    """`task` per epoch for SFT and PoFT (`variant` runs), one panel per dataset, one colour per base (PoFT solid,
+    SFT dashed)."""
     d = df[(df["task"] == task) & (df["variant"] == variant) & df["method"].isin(["sft", "poft"])]
     if d.empty:
         return None
     g = d.groupby(["dataset", "base", "method", "epoch"])["value"].agg(["mean", "std"]).reset_index()
     datasets = sorted(g["dataset"].unique())
     fig, axes = _panels(len(datasets))
+    colors = base_colors(g["base"])
     for ax, ds in zip(axes, datasets):
-        for i, (base, gb) in enumerate(g[g["dataset"] == ds].groupby("base")):
+        for base, gb in g[g["dataset"] == ds].groupby("base"):
             for method, gm in gb.groupby("method"):
                 x, y, s = gm["epoch"].astype(int), gm["mean"], gm["std"].fillna(0)
-                ax.plot(x, y, LINES[i % 4], marker="o", color=COLORS[method], label=f"{base} {LABELS[method]}")
-                ax.fill_between(x, y - s, y + s, color=COLORS[method], alpha=0.15)
+                ax.plot(x, y, LINES[method], marker="o", color=colors[base], label=f"{base} {LABELS[method]}")
+                ax.fill_between(x, y - s, y + s, color=colors[base], alpha=0.12)
         ax.set(title=ds, xlabel="epoch", ylabel=f"{task} (%)")
         ax.xaxis.get_major_locator().set_params(integer=True)
         ax.legend(fontsize=7)
@@ -107,6 +116,32 @@ def tau_vs_score(scores: dict[str, dict], target_logp: dict[str, dict[str, float
             ax.scatter(a, tau, s=6, alpha=0.5)
         ax.set(title=f"{ds} (n={len(pairs)})", xlabel="mean aligned score", ylabel="tau", ylim=(0, 1))
     fig.suptitle("PoFT's per-sample weight tau against the aligned score")
+    return _save(fig, path)
+
+
+def forest(diffs: pd.DataFrame, min_effect: float | None, level: float, path: str | Path, task: str = OVERALL,
+           stat: str = "last") -> Path | None:
+    """Every cell's PoFT - SFT on `task` at `stat` (differences.csv rows) with its interval, one row per
+    base x dataset x variant, one colour per base; the band is +-delta (report.min_effect) around 0."""
+    d = diffs[(diffs["task"] == task) & (diffs["stat"] == stat)].sort_values(["variant", "dataset", "base"])
+    if d.empty:
+        return None
+    colors = base_colors(d["base"])
+    fig, ax = plt.subplots(figsize=(7.5, 0.32 * len(d) + 1.4), layout="constrained")
+    y = np.arange(len(d))[::-1]
+    if min_effect:
+        ax.axvspan(-min_effect, min_effect, color="0.9", label=f"±δ = {min_effect:g}")
+    ax.axvline(0, color="0.4", lw=0.8)
+    for yi, r in zip(y, d.itertuples(index=False)):
+        c = colors[r.base]
+        ax.errorbar(r.mean, yi, xerr=[[r.mean - r.ci_low], [r.ci_high - r.mean]] if not pd.isna(r.ci_low) else None,
+                    fmt="o" if r.level_used == "method" else "x", color=c, capsize=2)
+    ax.set_yticks(y, [f"{r.base} / {r.dataset} / {r.variant}" for r in d.itertuples(index=False)], fontsize=7)
+    for b, c in colors.items():
+        ax.plot([], [], "o", color=c, label=b)
+    ax.set(xlabel=f"PoFT − SFT, {task} ({stat}), points; {level:.0%} interval",
+           title="Every cell's paired effect (x: one seed, no method-level interval)")
+    ax.legend(fontsize=7, loc="best")
     return _save(fig, path)
 
 

@@ -72,27 +72,62 @@ C11 = ("C11 (the PoFT gradient equals the CE gradient scaled by tau = sigmoid(me
        "of the loss, not of the grid: it is checked by unit tests (tests/test_losses.py), not here.")
 
 
+def intervals(frame: pd.DataFrame) -> list[str]:
+    return [DASH if pd.isna(lo) else f"[{lo:.2f}, {hi:.2f}]" for lo, hi in zip(frame["ci_low"], frame["ci_high"])]
+
+
+def _design(seeds, items, unit) -> str:
+    if unit == "items":
+        return f"{int(seeds)} × {int(items)}"
+    return f"{int(seeds)} seeds" if unit == "seeds" else str(unit)
+
+
 def numbers_frame(numbers: pd.DataFrame, level: float) -> pd.DataFrame:
-    ci = [DASH if math.isnan(lo) else f"[{lo:.2f}, {hi:.2f}]" for lo, hi in zip(numbers["ci_low"], numbers["ci_high"])]
-    return pd.DataFrame({"comparison": numbers["comparison"], "pairs": numbers["n_pairs"],
-                         "mean": [fmt(float(m)) for m in numbers["mean"]], f"{level:.0%} CI": ci,
-                         "sign": numbers["sign"]})
+    return pd.DataFrame({"comparison": numbers["comparison"],
+                         "seeds × items": [_design(s, n, u) for s, n, u in
+                                           zip(numbers["n_pairs"], numbers["n_items"], numbers["unit"])],
+                         "effect": [fmt(float(m)) for m in numbers["mean"]], f"{level:.0%} CI": intervals(numbers),
+                         "MDE": [fmt(float(m)) for m in numbers["mde"]], "level": numbers["level_used"].fillna(DASH),
+                         "sign": numbers["sign"], "why": numbers["reason"]})
 
 
-def verdict_frame(verdicts, bold: bool = False) -> pd.DataFrame:
-    """claim | verdict | statement, one row per Verdict."""
-    return pd.DataFrame({"claim": [v.claim for v in verdicts],
-                         "verdict": [f"**{v.verdict}**" if bold else v.verdict for v in verdicts],
-                         "statement": [v.statement for v in verdicts]})
+def headline(v, level: float) -> dict:
+    """One claim on one line: verdict, pooled effect with interval, MDE, seeds x items, the level it rests on."""
+    s = v.summary or {}
+    pooled = s.get("pooled") or {}
+    effect = DASH
+    if pooled.get("n_cells") and not math.isnan(pooled["mean"]):
+        het = "" if math.isnan(pooled["tau2"]) else f"τ² {pooled['tau2']:.2f}, I² {pooled['i2']:.0%}, "
+        effect = (f"{pooled['mean']:.2f} [{pooled['ci_low']:.2f}, {pooled['ci_high']:.2f}] "
+                  f"({het}{pooled['n_cells']} cells)")
+    mde = DASH if not s.get("n_cells") or math.isnan(s["mde_min"]) else (
+        f"{s['mde_min']:.2f}" if abs(s["mde_max"] - s["mde_min"]) < 0.005 else f"{s['mde_min']:.2f}–{s['mde_max']:.2f}")
+    design = DASH if not s.get("n_cells") else f"{s['seeds']} × {s['items']}"
+    levels = DASH
+    if len(v.numbers):
+        used = v.numbers["level_used"].fillna(v.numbers["unit"]).value_counts()
+        levels = ", ".join(f"{k} ({n})" for k, n in used.items())
+    holm = f"{s['n_holm']}/{s['n_cells']}" if "n_holm" in s else DASH
+    return {"claim": v.claim, "verdict": v.verdict, "pooled effect": effect, "MDE": mde, "seeds × items": design,
+            "cells holding after Holm": holm, "rests on": levels}
 
 
-def claims_markdown(verdicts, rules: dict[str, str], level: float, n_boot: int, seed: int) -> str:
-    """claims.md: a summary table, then per claim its statement, rule, tally and numbers."""
+def claims_markdown(verdicts, rules: dict[str, str], level: float, min_effect: float | None) -> str:
+    """claims.md: one line per claim, how to read them, then per claim its statement, rule, tally and numbers."""
     out = ["# Claims: verdicts on the measured grid\n",
-           f"Comparisons are paired by seed; intervals are {level:.0%} percentile bootstraps of the mean difference "
-           f"({n_boot} resamples, seed {seed}); with few seeds they are wide, with one seed there is none. "
-           "A sign reads '+' (supports), '-' (contradicts), '?' (straddles 0 or no interval).\n",
-           markdown(verdict_frame(verdicts, bold=True))]
+           markdown(pd.DataFrame([headline(v, level) for v in verdicts])),
+           f"\nEvery comparison is paired by seed and benchmark item: d[s, i] = treatment − control. Intervals are "
+           f"{level:.0%} t intervals from the crossed seed, item and residual variance components (Satterthwaite "
+           "df; level 'method'); a comparison with one seed has only a 'checkpoint'-level interval, which says "
+           "nothing about the method and is never more than inconclusive. A comparison 'holds' when its interval "
+           "excludes 0 in the claimed direction; it 'fails' when the interval excludes 0 against it, or rules "
+           f"out an effect of δ = {min_effect} Overall points or more (a powered null: δ was declared in the "
+           "config before the run); otherwise it is 'inconclusive', with the MDE (the smallest effect detected "
+           "with power 0.8) saying what it could have detected. A claim over cells holds only if every cell "
+           "holds (intersection-union test) and fails if any cell fails. The pooled effect is a "
+           "DerSimonian-Laird random-effects mean over the method-level cells, with heterogeneity τ² and I². "
+           "'seeds' rows are per-run statistics (std over epochs) or grids without per-item scores: seeds are "
+           "the only unit there.\n"]
     for v in verdicts:
         out.append(f"\n## {v.claim}: {v.verdict}\n\n> {v.statement}\n\nRule: {rules.get(v.claim, '')}\n\n{v.text}\n")
         if len(v.numbers):
@@ -102,7 +137,7 @@ def claims_markdown(verdicts, rules: dict[str, str], level: float, n_boot: int, 
 
 
 def claims_html(verdicts, level: float) -> str:
-    parts = ["<h2>Claims</h2>", frame_html(verdict_frame(verdicts))]
+    parts = ["<h2>Claims</h2>", frame_html(pd.DataFrame([headline(v, level) for v in verdicts]))]
     for v in verdicts:
         parts.append(f"<h3>{html.escape(v.claim)}: {html.escape(v.verdict)}</h3><p>{html.escape(v.statement)}</p>"
                      f"<p>{html.escape(v.text)}</p>")

@@ -1,28 +1,33 @@
 """Verdicts: how paired comparisons add up to "holds" / "fails" / "inconclusive" / "not covered".
 
-Every claim rule is made of COMPARISONS (a paired difference over seeds with its bootstrap interval, see
-`stats`), each read as
-    "+"  the interval supports the claim's direction  (lower bound >= 0, or > 0 where the claim says "beats")
-    "-"  the interval contradicts it                  (upper bound < 0, or <= 0 for "beats")
-    "?"  the interval straddles 0, or there is no interval (fewer than two paired seeds)
-and combined: "not covered" when the grid has no comparison for the claim; "fails" when any comparison is
-"-" (the claims are universal: "for every base model x dataset"); "holds" when all are "+"; otherwise
-"inconclusive". Directions are flipped where less is better (C2: std over epochs).
+Every claim rule is made of COMPARISONS: an effect of a contrast between arms, paired by seed and benchmark
+item (`contrasts`, `effects.paired_effect`), read against the claim's direction and the minimum effect delta
+declared in the config before the run (`report.min_effect`, Overall points) by `effects.verdict_of`:
+    "+"  holds: the method-level interval excludes 0 in the claimed direction
+    "-"  fails: the interval excludes 0 against it, or its bound on the claimed side is below delta (an effect of
+         delta or more is ruled out: a powered null)
+    "?"  inconclusive: anything else, including every comparison without a method-level interval (one seed)
+A claim "for every base x dataset" is an intersection-union test: "not covered" when the grid has no
+comparison for it, "fails" when any comparison is "-", "holds" when all are "+", else "inconclusive"; the
+report adds how many cells hold after Holm and the pooled random-effects effect across cells.
 """
 
 from __future__ import annotations
 
 import functools
-import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import pandas as pd
 
-from .stats import paired_contrast
+from .collect import OVERALL
+from .contrasts import EFFECT_COLUMNS, _select, contrast_effect, effect_row
+from .effects import verdict_of
 from .summary import per_seed
 
 VERDICTS = ("holds", "fails", "inconclusive", "not covered")
-NUMBER_COLUMNS = ["comparison", "n_pairs", "mean", "ci_low", "ci_high", "sign"]
+SIGN = {"holds": "+", "fails": "-", "inconclusive": "?"}
+NUMBER_COLUMNS = ["comparison", *EFFECT_COLUMNS, "direction", "sign", "reason"]
 
 
 @dataclass
@@ -34,11 +39,12 @@ class Verdict:
     numbers: pd.DataFrame
     text: str
     statement: str = ""
+    summary: dict = field(default_factory=dict)  # pooled effect, MDE range, seeds x items (the headline line)
 
 
 @dataclass
 class Evidence:
-    """The collected grid (with Overall rows) plus what the rules need to know about it."""
+    """The collected grid (with Overall rows), its per-item scores, and what the rules need to know about it."""
 
     df: pd.DataFrame
     chat_tasks: list[str] = field(default_factory=list)
@@ -47,15 +53,22 @@ class Evidence:
     noise_datasets: list[str] = field(default_factory=list)  # ordered clean -> noisiest
     main: list[str] | None = None  # the config's grid.main datasets (C1-C5); None: see main_datasets
     spreads: dict[str, float] | None = None  # dataset -> std of its mean aligned scores (C5, C4)
-    n_boot: int = 10_000
+    items: pd.DataFrame | None = None  # `collect.collect_items`: per-item scores (None: seed level only)
+    min_effect: float | None = 1.0  # delta, Overall points: declared before the run (config report.min_effect)
     level: float = 0.95
-    seed: int = 0
 
     @functools.cached_property
     def ps(self) -> pd.DataFrame:
         ps = per_seed(self.df)
         ps = ps[ps["method"] != "aligned"]
         return ps.assign(change=ps["last"] - ps["first"])
+
+    @functools.cached_property
+    def epochs(self) -> dict[tuple, list[int]]:
+        """Run (base, dataset, method, variant, seed) -> its sorted epochs (any task evaluated there)."""
+        trained = self.df[self.df["method"] != "aligned"]
+        g = trained.groupby(["base", "dataset", "method", "variant", "seed"], sort=False)["epoch"]
+        return {k: sorted(int(e) for e in v.dropna().unique()) for k, v in g}
 
     @functools.cached_property
     def main_datasets(self) -> list[str]:
@@ -68,24 +81,52 @@ class Evidence:
         both = set(full.loc[full["method"] == "sft", "dataset"]) & set(full.loc[full["method"] == "poft", "dataset"])
         return sorted(both - set(self.noise_datasets))
 
+    def effect(self, arms: list[tuple[float, Mapping, str]], base: str, task: str, dataset: str | None = None,
+               items: bool = True) -> dict | None:
+        """The effect of sum_k c_k * arm_k for one base (and dataset, unless the arms name theirs) and task.
+        items=False forces the seed level (a per-run contrast whose item noise is not modelled)."""
+        where = {"base": base, **({"dataset": dataset} if dataset is not None else {})}
+        arms = [(c, {**where, **sel}, stat) for c, sel, stat in arms]
+        ps = self.ps[self.ps["task"] == task] if "task" not in arms[0][1] else self.ps
+        its = None
+        if items and self.items is not None and len(self.items):
+            its = self.items[self.items["base"] == base]
+        tasks = self.overall_tasks if task == OVERALL else [task]
+        return contrast_effect(arms, its, ps, self.epochs, tasks, task, self.level, self.min_effect)
+
     def contrast(self, treat: dict, control: dict, stat: str, by=("base", "dataset", "task"), **where) -> pd.DataFrame:
-        ps = self.ps
-        for k, v in where.items():
-            ps = ps[ps[k].isin(v) if isinstance(v, (list, tuple, set)) else ps[k] == v]
-        return paired_contrast(ps, treat, control, list(by), stat, self.n_boot, self.level, self.seed)
+        """treat - control of `stat` per group `by` (EFFECT_COLUMNS), for the groups where both arms ran."""
+        ps = _select(self.ps, where)
+        rows = []
+        for key, g in ps.groupby(list(by), sort=True):
+            k = dict(zip(by, key))
+            if _select(g, treat).empty or _select(g, control).empty:
+                continue
+            eff = self.effect([(1.0, treat, stat), (-1.0, control, stat)], k["base"], k["task"], k.get("dataset"))
+            if eff is not None:
+                rows.append({**k, "stat": stat, **effect_row(eff)})
+        return pd.DataFrame(rows, columns=[*by, "stat", *EFFECT_COLUMNS])
 
 
-def sign(lo: float, hi: float, lower_is_better: bool = False, strict: bool = False) -> str:
-    """'+' / '-' / '?' for one interval (see the module docstring)."""
-    if math.isnan(lo) or math.isnan(hi):
-        return "?"
-    if lower_is_better:
-        lo, hi = -hi, -lo
-    if lo > 0 or (not strict and lo >= 0):
-        return "+"
-    if hi < 0 or (strict and hi <= 0):
-        return "-"
-    return "?"
+def judged(d: pd.DataFrame, label, direction: int = 1, min_effect: float | None = None, verdict=verdict_of
+           ) -> pd.DataFrame:
+    """Comparison rows (EFFECT_COLUMNS) -> NUMBER_COLUMNS with readable labels, signs and reasons.
+
+    verdict(effect, min_effect, direction) -> (verdict, reason); `effects.verdict_of` unless the claim needs
+    another reading (C6's "does not degrade")."""
+    if d.empty:
+        return pd.DataFrame(columns=NUMBER_COLUMNS)
+    out = d.assign(comparison=d.apply(label, axis=1), direction=direction)
+    read = [verdict({**r._asdict(), "n_seeds": r.n_pairs}, min_effect, direction)
+            for r in out[EFFECT_COLUMNS].itertuples(index=False)]
+    out = out.assign(sign=[SIGN[v] for v, _ in read], reason=[why for _, why in read])
+    return out[NUMBER_COLUMNS].reset_index(drop=True)
+
+
+def row(comparison: str, eff: dict, verdict: tuple[str, str], direction: int = 1) -> dict:
+    """One NUMBER_COLUMNS row from an effect and its (verdict, reason)."""
+    return {"comparison": comparison, **effect_row(eff), "direction": direction, "sign": SIGN[verdict[0]],
+            "reason": verdict[1]}
 
 
 def combine(signs) -> str:
@@ -95,21 +136,6 @@ def combine(signs) -> str:
     if "-" in signs:
         return "fails"
     return "holds" if all(s == "+" for s in signs) else "inconclusive"
-
-
-def _label(d: pd.DataFrame, label) -> pd.DataFrame:
-    """Comparison rows -> NUMBER_COLUMNS with a readable `comparison` label and signs (set by the caller)."""
-    if d.empty:
-        return pd.DataFrame(columns=NUMBER_COLUMNS)
-    out = d.assign(comparison=d.apply(label, axis=1))
-    return out[[c for c in NUMBER_COLUMNS if c in out.columns]]
-
-
-def comparison_rows(d: pd.DataFrame, label, lower_is_better=False, strict=False) -> pd.DataFrame:
-    """Comparison rows (from `paired_contrast`) -> NUMBER_COLUMNS with labels and signs."""
-    out = _label(d, label)
-    signs = [sign(r.ci_low, r.ci_high, lower_is_better, strict) for r in out.itertuples(index=False)]
-    return out.assign(sign=signs)[NUMBER_COLUMNS]
 
 
 def concat(frames) -> pd.DataFrame:

@@ -10,8 +10,17 @@ TASKS = ["arith", "words"]  # the micro-like "Overall" suite of these tests
 WIN = "winrate_micro"
 
 
-def write_metrics(path: Path, task: str, value: float, metric: str = "acc", **extra) -> str:
+def write_metrics(path: Path, task: str, value: float, metric: str = "acc", items: list[float] | None = None,
+                  **extra) -> str:
+    """A metrics file; with `items` (scores of items i0, i1, ...) also its items file, and value = their mean."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    if items is not None:
+        value = sum(items) / len(items)
+        name = path.name.replace(".json", ".items.json")
+        (path.parent / name).write_text(json.dumps({"schema": "poft.items/1", "task": task, "metric": metric,
+                                                    "ids": [f"i{k}" for k in range(len(items))], "scores": items,
+                                                    "groups": None}))
+        extra = {**extra, "items_file": name}
     path.write_text(json.dumps({"schema": "poft.metrics/1", "checkpoint": str(path.parent), "task": task,
                                 "metric": metric, "value": value, "stderr": 0.5, "n": 100, **extra}))
     return str(path)
@@ -24,8 +33,10 @@ class Grid:
         self.root, self.records = root, []
 
     def add(self, base, dataset, method, variant, seed, epoch, task, value, metric="acc"):
+        """value: a number, or a list of item scores (then the metric is their mean)."""
         name = f"{base}_{dataset}_{method}_{variant}_{seed}_{epoch}_{task}.json".replace(":", "-")
-        f = write_metrics(self.root / name, task, value, metric)
+        items = list(value) if isinstance(value, (list, tuple)) else None
+        f = write_metrics(self.root / name, task, 0.0 if items else value, metric, items=items)
         self.records.append({"base": base, "dataset": dataset, "method": method, "variant": variant,
                              "seed": seed, "epoch": epoch, "metrics_file": f})
 

@@ -5,7 +5,7 @@ import random
 
 import pytest
 
-from poft.report import MetricsFileError, build_report, plots
+from poft.report import MetricsFileError, build_report, plots, report_from_data
 from poft.report.collect import collect, with_overall
 
 from .grids import TASKS, WIN
@@ -37,9 +37,9 @@ def test_build_report_writes_everything(small, tmp_path):
     logp = {"d1": {r["id"]: -1.1 for r in sc["d1"]["rows"]}}
     out = tmp_path / "report"
     written = build_report(small.records, out, TASKS, focus_task="arith", scores={"d1": sc["d1"], "d2": score_file},
-                           target_logp=logp, paper=True, paper_names={"dataset": {"d1": "OpenHermes"}}, n_boot=200)
+                           target_logp=logp, paper=True, paper_names={"dataset": {"d1": "OpenHermes"}})
     expected = {"results.csv", "runs.csv", "differences.csv", "tables.md", "claims.md", "paper.md",
-                "reproduced_vs_reported.csv", "index.md", "report.html", "plots/epoch_curves.png",
+                "reproduced_vs_reported.csv", "index.md", "report.html", "plots/forest.png", "plots/epoch_curves.png",
                 "plots/score_distributions.png", "plots/tau_vs_score.png", "plots/win_rates.png"}
     assert set(written) == expected
     for name in expected:
@@ -51,11 +51,18 @@ def test_build_report_writes_everything(small, tmp_path):
     assert "## Table 1 analogue" in tables_md and "| b1 | sft | d1 |" in tables_md and WIN in tables_md
     assert "## C1: holds" in (out / "claims.md").read_text()
     html = (out / "report.html").read_text()
-    assert html.count("data:image/png;base64,") == 4 and "Claims" in html
-    assert "C1 | holds" in (out / "index.md").read_text()
+    assert html.count("data:image/png;base64,") == 5 and "Claims" in html
+    assert html.index("<h2>Claims</h2>") < html.index("plots/forest.png") < html.index("<h2>What ran</h2>")
+    assert "| C1 | holds |" in (out / "index.md").read_text()
+
+    # Everything is rebuilt from out/data alone, byte for byte: no metrics file, score file or record needed.
+    again = report_from_data(out / "data", tmp_path / "again", paper_dir=None)
+    assert set(again) == expected
+    for name in expected:
+        assert (tmp_path / "again" / name).read_bytes() == (out / name).read_bytes(), name
 
     # a second call with less to show removes what it no longer produces
-    written = build_report(small.records, out, TASKS, n_boot=50)
+    written = build_report(small.records, out, TASKS)
     assert not (out / "plots/score_distributions.png").exists() and not (out / "paper.md").exists()
     assert (out / "plots/epoch_curves.png").exists() and "plots/epoch_curves.png" in written
 

@@ -335,7 +335,8 @@ def evaluate_options():
 # ------------------------------------------------------------------------------------------------------------
 
 REPORT_FILES = ["tables.md", "claims.md", "index.md", "report.html", "results.csv", "runs.csv", "differences.csv",
-                "records.jsonl"]
+                "records.jsonl", *(f"data/{f}" for f in ("results.parquet", "items.parquet", "scores.parquet",
+                                                         "inputs.json"))]
 # Datasets whose aligned-score spread the report reads (claims C4, C5; the score plots).
 REPORT_SCORES = sorted({r.dataset for r in RUNS.values() if r.variant == "full"} & set(GRID.merged_scores))
 # Kept ids of every filtered variant: Table 4 shows how many samples each actually kept.
@@ -346,7 +347,7 @@ REPORT_CODE = sorted(os.path.relpath(p) for p in (Path(workflow.basedir) / "poft
 
 def report_options():
     rc = config["report"]
-    flags = [f"--suite {REPORT_SUITE}", f"--n-boot {rc['n_boot']}"]
+    flags = [f"--suite {REPORT_SUITE}", f"--min-effect {rc['min_effect']}", f"--level {rc['level']}"]
     for key in ("chat_tasks", "noise_datasets"):
         if rc[key]:
             flags.append(f"--{key.replace('_', '-')} {' '.join(rc[key])}")
