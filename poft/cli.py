@@ -365,7 +365,8 @@ def cmd_evaluate_winrate(a) -> None:
     # Another judge than the suite's gets its own file name, so that it never overwrites the suite's score.
     task = a.task or (spec.task if judge_name == spec.judge else f"{spec.task}_{judge_name}")
     lc = spec.lc if a.lc is None else a.lc
-    path = evaluate_winrate(a.outputs, a.reference, judge_name, judge, a.out_dir, task, lc)
+    path = evaluate_winrate(a.outputs, a.reference, judge_name, judge, a.out_dir, task, lc, spec.item_group,
+                            spec.prompts or None)
     record = read_json(path)
     log.info("%s: win rate %.2f%% (%d wins, %d draws of %d), LC %s", path, record["value"], record["n_wins"],
              record["n_draws"], record["n"], record["lc_win_rate"])
@@ -414,7 +415,8 @@ def _evaluate_suites(model: str, out_dir: Path, suites: list, a) -> list[Path]:
             generate_outputs(model, read_prompts(prompts), gen, outputs, a.name, a.device or "auto", a.dtype,
                              a.chat_template)
             judge = make_judge(spec.judge, {**spec.judge_options, **_load_options(None, a.judge_set)})
-            written.append(evaluate_winrate(str(outputs), a.reference, spec.judge, judge, out_dir, spec.task, spec.lc))
+            written.append(evaluate_winrate(str(outputs), a.reference, spec.judge, judge, out_dir, spec.task, spec.lc,
+                                            spec.item_group, prompts))
     return written
 
 

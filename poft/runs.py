@@ -4,6 +4,7 @@ the report records of its evaluations. Imports nothing heavy: evaluation jobs re
     run_checkpoints("work/micro/runs/<run>")        -> {1: Path(.../checkpoint-19), 2: ..., 3: ...}
     prepare_resume(out, record, "poft_train_config.json")   # before `poft train --safe-resume` resumes
     records_from_index(read_json(".../evaluation.json"))    # -> poft.report records, one per metrics file
+    read_items(record["metrics_file"])                      # its per-item scores (poft.evaluation.items)
 """
 
 from __future__ import annotations
@@ -92,7 +93,8 @@ def prepare_resume(out: str | Path, record: dict, complete_marker: str,
 
 def records_from_index(index: dict, origin: str = "evaluation index") -> list[dict]:
     """poft.report records ({base, dataset, method, variant, seed, epoch, metrics_file}) from a
-    `poft evaluate checkpoint --record ...` index: one per metrics file of each evaluated checkpoint."""
+    `poft evaluate checkpoint --record ...` index: one per metrics file of each evaluated checkpoint. Each metrics
+    file names its per-item file, which lies beside it: `poft.evaluation.items.read_items(metrics_file)`."""
     out = []
     for entry in index.get("evaluations", []):
         if "record" not in entry:

@@ -8,6 +8,9 @@ the task YAMLs (never passed as one global `num_fewshot`); the run settings are 
 whose YAML reads local files (`dataset_kwargs.data_files`, relative) gets them resolved against --data and is
 handed to lm-eval as a config dict, lm-eval's inline-task route: the micro world lives in a work dir chosen
 at run time, so its path cannot be written into the YAML.
+
+Beside each <task>.json goes <task>.items.json (poft.evaluation.items): every scored item of the task's leaf
+tasks, from lm-eval's logged samples, with the score whose mean is the record's value.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from typing import Callable
 import torch
 
 from ..scoring import model_path
+from .items import check_mean, items_file_name, make_items, write_items
 from .records import metrics_record, package_version, percent, write_record
 from .suites import LmEvalSettings, Suite, SuiteTask
 
@@ -145,7 +149,7 @@ def run_tasks(lm, tm, specs: list[str | dict], settings: LmEvalSettings) -> dict
     return lm_eval.simple_evaluate(
         model=lm, tasks=specs, task_manager=tm,
         num_fewshot=None,  # each task keeps the count its YAML pins
-        limit=settings.limit, bootstrap_iters=settings.bootstrap_iters, log_samples=False,
+        limit=settings.limit, bootstrap_iters=settings.bootstrap_iters, log_samples=True,  # per-item scores
         apply_chat_template=settings.apply_chat_template, fewshot_as_multiturn=settings.fewshot_as_multiturn,
         system_instruction=settings.system_instruction, random_seed=settings.random_seed,
         numpy_random_seed=settings.numpy_seed, torch_random_seed=settings.torch_seed,
@@ -159,6 +163,56 @@ def _leaves(results: dict, name: str) -> list[str]:
     if not children:
         return [name]
     return [leaf for child in children for leaf in _leaves(results, child)]
+
+
+def _aggregation(results: dict, leaf: str, metric: str) -> str:
+    """The name of the aggregation `leaf` applies to `metric`: its YAML's, else lm-eval's default for the metric."""
+    from lm_eval.api.registry import get_aggregation, get_metric_aggregation
+
+    listed = [m for m in results["configs"].get(leaf, {}).get("metric_list") or [] if m.get("metric") == metric]
+    agg = listed[0].get("aggregation") if listed else None
+    agg = get_metric_aggregation(metric) if agg is None else agg
+    if callable(agg):
+        return "mean" if agg is get_aggregation("mean") else getattr(agg, "__name__", repr(agg))
+    return str(agg)
+
+
+def _doc_field(doc: dict, field: str, leaf: str, doc_id: int, option: str) -> str:
+    if field not in doc:
+        raise KeyError(f"task {leaf!r}: doc {doc_id} has no field {field!r} (the suite's {option}); "
+                       f"its fields: {', '.join(doc)}")
+    return str(doc[field])
+
+
+def task_items(results: dict, task: SuiteTask) -> dict:
+    """Per-item scores of one suite task (a task, or a group: its leaf tasks in lm-eval's order) from lm-eval's
+    logged samples, in percent, as a poft.items/1 object.
+
+    Ids are "<leaf>/<doc[task.item_id]>", or "<leaf>/<doc_id>" (the doc's index in the leaf's eval split, which
+    a fixed data file keeps across checkpoints); items are in doc_id order, whatever order ranks logged them in.
+    Only mean-aggregated metrics have item scores that average to the task's value: any other is an error.
+    """
+    ids, scores, groups = [], [], []
+    for leaf in _leaves(results, task.name):
+        agg = _aggregation(results, leaf, task.metric)
+        if agg != "mean":
+            raise ValueError(f"task {task.name!r}: {leaf!r} aggregates {task.metric!r} with {agg!r}, not a mean, so "
+                             "its per-item scores would not average to the task's value")
+        samples = [s for s in results.get("samples", {}).get(leaf, []) if s["filter"] == task.filter]
+        if not samples:
+            raise KeyError(f"task {task.name!r}: lm-eval logged no samples of {leaf!r} with filter {task.filter!r}")
+        for s in sorted(samples, key=lambda s: s["doc_id"]):
+            doc, doc_id = s["doc"], s["doc_id"]
+            key = doc_id if task.item_id is None else _doc_field(doc, task.item_id, leaf, doc_id, "item_id")
+            ids.append(f"{leaf}/{key}")
+            score = percent(s.get(task.metric))  # lm-eval's per-doc value: 0/1 (acc, exact_match) or a fraction
+            if score is None:
+                raise ValueError(f"task {task.name!r}: {leaf!r} doc {doc_id} has no numeric {task.metric!r} "
+                                 f"(got {s.get(task.metric)!r})")
+            scores.append(score)
+            if task.item_group is not None:
+                groups.append(_doc_field(doc, task.item_group, leaf, doc_id, "item_group"))
+    return make_items(task.name, task.metric, ids, scores, groups if task.item_group is not None else None)
 
 
 def normalize(results: dict, task: SuiteTask, checkpoint: str, settings: dict) -> dict:
@@ -206,4 +260,14 @@ def evaluate_checkpoint(checkpoint: str, suite: Suite, out_dir: str | Path, task
     record = {"backend": backend, "suite": suite.name, "chat_template": chat_template,
               **{k: v for k, v in dataclasses.asdict(settings).items() if not k.endswith("seed")},
               "seeds": settings.seeds(), "dtype": dtype, "seconds": round(time.time() - started, 2)}
-    return [write_record(out_dir, normalize(results, suite.task(t), checkpoint, record)) for t in tasks]
+    # Every task's record and items are checked before any file is written: a metrics JSON never lacks its items.
+    done = []
+    for t in tasks:
+        metrics, items = normalize(results, suite.task(t), checkpoint, record), task_items(results, suite.task(t))
+        # A task's mean, or a group's that weights its leaves by size (a mean of leaf means is not an item mean).
+        check_mean(items, metrics["value"], f"task {t!r}" + (" (a group: does it weight_by_size?)"
+                                                             if _leaves(results, t) != [t] else ""))
+        done.append(({**metrics, "items_file": items_file_name(t), "n_items": len(items["ids"])}, items))
+    for metrics, items in done:
+        write_items(out_dir, items)  # first: the metrics JSON (what the DAG waits for) comes last
+    return [write_record(out_dir, metrics) for metrics, _ in done]

@@ -9,6 +9,7 @@ A suite is a YAML under evals/suites/ (or any path):
     tasks:                                 # in the paper's column order
       lb1_arc_challenge: {metric: acc_norm, label: ARC}
       lb1_gsm8k: {metric: exact_match, filter: strict-match, label: GSM8k}
+      micro_gen_arith: {metric: exact_match, filter: extract, item_id: id, item_group: task}  # per-item ids/groups
     winrate: {task: winrate_micro, prompts: bench/gen.jsonl, judge: verifier, ...}   # optional
 
 Every task enters "Overall" unless it says `overall: false`; Overall is the plain mean of those tasks' primary
@@ -56,6 +57,10 @@ class SuiteTask:
     filter: str = "none"  # lm-eval filter name; results are keyed "<metric>,<filter>"
     overall: bool = True
     label: str = ""
+    # Per-item file (poft.evaluation.items): ids are "<leaf task>/<doc[item_id]>", or "<leaf task>/<doc_id>" (the
+    # row's index in the eval split) without one; groups are doc[item_group], or none without one.
+    item_id: str | None = None
+    item_group: str | None = None
 
     @property
     def key(self) -> str:
@@ -70,6 +75,7 @@ class WinrateSpec:
     judge_options: dict = field(default_factory=dict)  # "{data}" in a value stands for the --data dir too
     generation: dict = field(default_factory=dict)  # GenerationSpec fields
     lc: bool = False  # try alpaca_eval's length-controlled win rate (needs AlpacaEval's instruction data)
+    item_group: str | None = None  # field of the reference (or prompt) rows that clusters the prompts
 
     def with_data(self, data_dir: str | None) -> "WinrateSpec":
         """A copy with "{data}" in the prompts path and judge options replaced by `data_dir`."""

@@ -7,6 +7,10 @@ Replies are generated in batches with each model's own chat template (greedy unl
 and stored in alpaca_eval's model-outputs layout, a JSON list of {"instruction", "output", "generator"}, with
 the generation settings beside it (<out>.generation.json). The reference is a local file of the same layout:
 alpaca_eval's own hub loading of reference outputs is broken on current `datasets`.
+
+Beside <task>.json goes <task>.items.json (poft.evaluation.items): each prompt's verdict (100 win, 50 draw,
+0 loss), keyed by the prompt's id in the reference (its "id", else its row number), so that two checkpoints'
+verdicts against the same reference pair prompt by prompt.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import pandas as pd
 
 from ..io import read_json, write_json, write_jsonl
 from .generation import GenerationSpec, generate
+from .items import check_mean, items_file_name, make_items, write_items
 from .judges import Pair, describe
 from .records import metrics_record, package_version
 
@@ -91,10 +96,14 @@ def read_outputs(path: str | Path) -> tuple[list[dict], dict | None]:
     return rows, (read_json(sidecar) if sidecar.is_file() else None)
 
 
+def _pairing_key(outputs: list[dict], reference: list[dict]) -> str:
+    return "id" if all("id" in r for r in outputs + reference) else "instruction"
+
+
 def pair_outputs(outputs: list[dict], reference: list[dict], outputs_path: str, reference_path: str) -> list[Pair]:
     """Pairs in the reference's order (alpaca_eval's length control indexes instructions by position), matched
     by id when both files carry ids, else by instruction. Unmatched rows are errors, never dropped."""
-    key = "id" if all("id" in r for r in outputs + reference) else "instruction"
+    key = _pairing_key(outputs, reference)
     by_key = {}
     for r in outputs:
         if str(r[key]) in by_key:
@@ -114,6 +123,32 @@ def pair_outputs(outputs: list[dict], reference: list[dict], outputs_path: str, 
             raise ValueError(f"{key} {r[key]!r}: the instruction differs between {outputs_path} and {reference_path}")
         pairs.append(Pair(r["instruction"], r["output"], o["output"]))
     return pairs
+
+
+def prompt_ids(outputs: list[dict], reference: list[dict]) -> list[str]:
+    """The id of each pair of `pair_outputs`: the reference row's "id" when the pairing is by id, else its row
+    number (alpaca_eval's reference has no ids; `read_prompts` numbers its rows the same way). The reference is
+    fixed across checkpoints, so these ids are too."""
+    key = _pairing_key(outputs, reference)
+    return [str(r["id"]) if key == "id" else str(i) for i, r in enumerate(reference)]
+
+
+def prompt_groups(field: str, ids: list[str], reference: list[dict], prompts_path: str | None,
+                  reference_path: str) -> list[str]:
+    """Each pair's `field`: from its reference row (alpaca_eval's "dataset"), else from the prompt row of the same
+    id in the prompts file (the micro bench's "task": poft's outputs files carry only id, instruction, output)."""
+    if all(field in r for r in reference):
+        return [str(r[field]) for r in reference]
+    if not prompts_path:
+        raise ValueError(f"win-rate item_group {field!r}: {reference_path} rows have no such field and no prompts "
+                         "file was given to look it up in")
+    rows = _rows(prompts_path)
+    by_id = {str(row.get("id", i)): row for i, row in enumerate(rows)}
+    missing = [i for i in ids if field not in by_id.get(i, {})]
+    if missing:
+        raise ValueError(f"win-rate item_group {field!r}: neither {reference_path} nor {prompts_path} has it for "
+                         f"{len(missing)} prompt id(s) (e.g. {missing[0]!r})")
+    return [str(by_id[i][field]) for i in ids]
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -156,22 +191,52 @@ def annotate(judge_name: str, judge, pairs: list[Pair], reference_name: str, mod
     })
 
 
+def verdict_scores(preferences) -> list[float | None]:
+    """Each pair's verdict in percent, the units of alpaca_eval's win_rate, which is their mean.
+
+    alpaca_eval's preference encoding: 1 = the reference's reply wins -> 0, 2 = the model's wins -> 100,
+    1.5 (or 0, its legacy code) = draw -> 50; a soft preference p in [1, 2] (weighted judges) -> 100 (p - 1).
+    Anything else (NaN: the judge gave no verdict) is None: alpaca_eval drops it from the win rate too.
+    """
+    out = []
+    for p in preferences:
+        p = 1.5 if p == 0 else float(p)
+        out.append(100.0 * (p - 1.0) if 1.0 <= p <= 2.0 else None)
+    return out
+
+
+def winrate_items(task: str, ids: list[str], preferences, groups: list[str] | None = None) -> dict:
+    """The poft.items/1 object of a win rate: the judged prompts' verdicts (unjudged ones left out)."""
+    scores = verdict_scores(preferences)
+    kept = [i for i, s in enumerate(scores) if s is not None]
+    return make_items(task, "win_rate", [ids[i] for i in kept], [scores[i] for i in kept],
+                      None if groups is None else [groups[i] for i in kept])
+
+
 def evaluate_winrate(outputs_path: str, reference_path: str, judge_name: str, judge, out_dir: str | Path,
-                     task: str = "winrate", lc: bool = False) -> Path:
-    """Judge every (reference, model) pair and write <out_dir>/<task>.json (+ the per-pair annotations)."""
+                     task: str = "winrate", lc: bool = False, item_group: str | None = None,
+                     prompts_path: str | None = None) -> Path:
+    """Judge every (reference, model) pair and write <out_dir>/<task>.json, its per-prompt verdicts
+    (<task>.items.json, grouped by `item_group` of the reference or prompt rows) and the per-pair annotations."""
     outputs, generation = read_outputs(outputs_path)
     reference, ref_generation = read_outputs(reference_path)
     pairs = pair_outputs(outputs, reference, outputs_path, reference_path)
+    ids = prompt_ids(outputs, reference)
+    # Before the judge runs: a bad group field fails in a second, not after an hour of judging.
+    groups = None if item_group is None else prompt_groups(item_group, ids, reference, prompts_path, reference_path)
     model_name = (generation or {}).get("generator") or outputs[0].get("generator") or Path(outputs_path).stem
     ref_name = (ref_generation or {}).get("generator") or reference[0].get("generator") or Path(reference_path).stem
     if model_name == ref_name:  # alpaca_eval tells the two sides apart by generator name
         model_name = f"{model_name} (evaluated)"
     annotations = annotate(judge_name, judge, pairs, ref_name, model_name)
     metrics, lc_note = winrate_metrics(annotations, lc)
+    items = winrate_items(task, ids, annotations["preference"].tolist(), groups)
+    check_mean(items, metrics["win_rate"], f"win rate {task!r}")
     record = metrics_record(
         checkpoint=(generation or {}).get("model", outputs_path), task=task, metric="win_rate",
         value=metrics["win_rate"], stderr=metrics.get("standard_error"), n=metrics["n_total"], metrics=metrics,
         settings={"judge": judge_name, "lc": lc}, versions={"alpaca_eval": package_version("alpaca_eval")},
+        items_file=items_file_name(task), n_items=len(items["ids"]),
         lc_win_rate=metrics.get("length_controlled_winrate"), lc_note=lc_note, n_wins=metrics["n_wins"],
         n_wins_reference=metrics["n_wins_base"], n_draws=metrics["n_draws"], judge=describe(judge_name, judge),
         outputs=str(outputs_path), generation=generation and generation["settings"],
@@ -179,7 +244,8 @@ def evaluate_winrate(outputs_path: str, reference_path: str, judge_name: str, ju
                    "generation": ref_generation and ref_generation["settings"]},
     )
     out = Path(out_dir) / f"{task}.json"
-    write_json(out, record)
+    write_items(out_dir, items)
     # .jsonl, so that a glob for the metrics files (*.json) does not pick the annotations up
-    write_jsonl(Path(out_dir) / f"{task}.annotations.jsonl", annotations.to_dict(orient="records"))
+    write_jsonl(Path(out_dir) / f"{task}.annotations.jsonl", annotations.assign(id=ids).to_dict(orient="records"))
+    write_json(out, record)  # last: the metrics JSON is what the DAG waits for
     return out

@@ -7,6 +7,9 @@ import pytest
 from eval_fixtures import micro_data, tiny_checkpoint  # noqa: F401 - fixtures
 
 from poft.cli import main
+from poft.evaluation.items import read_items
+from poft.io import read_json, write_json
+from poft.runs import records_from_index
 
 
 def run(*argv):
@@ -24,16 +27,37 @@ def test_micro_suite_end_to_end(micro_data, tiny_checkpoint, tmp_path):
                "--reference", tmp_path / "reference.json", "--out-dir", metrics) == 0
     assert run("evaluate", "overall", "--suite", "micro", "--metrics-dir", metrics, "--out", tmp_path / "overall.json") == 0
 
+    tasks = ("micro_gen_arith", "micro_gen_words", "micro_gen_facts", "micro_mc_arith", "micro_mc_words",
+             "micro_mc_facts", "winrate_micro")
     names = sorted(p.name for p in metrics.glob("*.json"))
-    assert names == sorted([f"{t}.json" for t in ("micro_gen_arith", "micro_gen_words", "micro_gen_facts",
-                                                   "micro_mc_arith", "micro_mc_words", "micro_mc_facts", "winrate_micro")])
+    assert names == sorted([f"{t}.json" for t in tasks] + [f"{t}.items.json" for t in tasks])
+    assert all(read_items(metrics / f"{t}.json")["groups"] for t in tasks)  # the suite groups by task type
     win = json.loads((metrics / "winrate_micro.json").read_text())
     assert win["value"] == 50.0  # the same model on both sides: every pair a draw
     assert win["generation"]["max_new_tokens"] == 4 and win["generation"]["do_sample"] is False
     assert win["reference"]["generator"] == "reference" and win["checkpoint"] == str(tiny_checkpoint)
-    values = {p.stem: json.loads(p.read_text())["value"] for p in metrics.glob("micro_*.json")}
+    values = {t: json.loads((metrics / f"{t}.json").read_text())["value"] for t in tasks if t.startswith("micro_")}
     overall = json.loads((tmp_path / "overall.json").read_text())
     assert overall["overall"] == pytest.approx(sum(values.values()) / 6)
+
+
+def test_the_evaluation_index_leads_the_report_to_every_items_file(micro_data, tiny_checkpoint, tmp_path):
+    rows = [json.loads(line) for line in open(micro_data / "bench" / "gen.jsonl")][:3]
+    write_json(tmp_path / "reference.json", [{"id": r["id"], "instruction": r["prompt"], "output": "The answer is 1.",
+                                              "generator": "ref"} for r in rows])
+    write_json(tmp_path / "prompts.json", rows)
+    record = {"base": "b", "dataset": "d", "method": "poft", "variant": "full", "seed": 0}
+    assert run("evaluate", "checkpoint", "--suite", "micro", "--model", tiny_checkpoint, "--data", micro_data,
+               "--limit", 2, "--reference", tmp_path / "reference.json", "--prompts", tmp_path / "prompts.json",
+               "--generation", "max_new_tokens=2", "--record", json.dumps(record), "--out-dir", tmp_path / "m") == 0
+    records = records_from_index(read_json(tmp_path / "m" / "evaluation.json"))
+    assert len(records) == 7
+    for rec in records:
+        items, metrics = read_items(rec["metrics_file"]), read_json(rec["metrics_file"])
+        n = 3 if metrics["task"] == "winrate_micro" else 2  # 3 prompts judged; --limit 2 docs per lm-eval task
+        assert items["task"] == metrics["task"] and len(items["ids"]) == metrics["n"] == n
+    win = read_items(tmp_path / "m" / "winrate_micro.json")
+    assert win["ids"] == [r["id"] for r in rows] and win["groups"] == [r["task"] for r in rows]
 
 
 @pytest.mark.parametrize("argv, message", [

@@ -1,14 +1,17 @@
 """Pairwise win rates go through alpaca_eval's own metrics: identical replies draw (50 %), a strictly better model
-wins (> 50 %), and every judge speaks alpaca_eval's preference encoding (1 reference, 2 model, 1.5 draw)."""
+wins (> 50 %), and every judge speaks alpaca_eval's preference encoding (1 reference, 2 model, 1.5 draw). Each
+prompt's verdict (100 win, 50 draw, 0 loss) lands in the per-item file, and their mean is the win rate."""
 
+import dataclasses
 import json
 
 import pytest
 from eval_fixtures import micro_data, micro_world, tiny_checkpoint  # noqa: F401 - fixtures
 
+from poft.evaluation.items import read_items
 from poft.evaluation.judges import JUDGES, AlpacaEvalJudge, HFJudge, Pair, make_judge
 from poft.evaluation.winrate import (evaluate_winrate, generate_outputs, generation_sidecar, pair_outputs, read_prompts,
-                                    winrate_metrics)
+                                    verdict_scores, winrate_items, winrate_metrics)
 from poft.io import write_json
 from poft.micro.world import canonical_response, solve
 
@@ -53,6 +56,76 @@ def test_better_model_wins(prompts, micro_world, verifier, tmp_path):
     # Wins count 1 and draws 1/2: (n_better + (n - n_better) / 2) / n
     assert record["value"] == pytest.approx(100 * (n_better + (len(prompts) - n_better) / 2) / len(prompts))
     assert record["value"] > 50.0 and record["n_wins"] == n_better and record["n_wins_reference"] == 0
+
+
+def test_per_prompt_verdicts_with_the_verifier(prompts, micro_data, micro_world, verifier, tmp_path):
+    """Prompt i: the model alone right (i % 3 == 0: win), the reference alone right (1: loss), both right (2: draw)."""
+    gold = [canonical_response(solve(p["instruction"], micro_world)) for p in prompts]
+    wrong = "The answer is nothing."
+    model = [g if i % 3 != 1 else wrong for i, g in enumerate(gold)]
+    ref = [g if i % 3 != 0 else wrong for i, g in enumerate(gold)]
+    out = evaluate_winrate(_outputs(tmp_path / "m.json", prompts, model, "m"),
+                           _outputs(tmp_path / "r.json", prompts[::-1], ref[::-1], "r"),  # pairs follow the reference
+                           "verifier", verifier, tmp_path, task="winrate_micro", item_group="task",
+                           prompts_path=str(micro_data / "bench" / "gen.jsonl"))
+    record, items = json.loads(out.read_text()), read_items(out)
+    expected = {p["id"]: [100.0, 0.0, 50.0][i % 3] for i, p in enumerate(prompts)}
+    assert items["ids"] == [p["id"] for p in prompts[::-1]]
+    assert items["scores"] == [expected[i] for i in items["ids"]]
+    assert items["groups"] == [i.split("-")[0] for i in items["ids"]]  # the bench rows' task type: "add-0004" -> add
+    assert record["items_file"] == "winrate_micro.items.json" and record["n_items"] == record["n"] == len(prompts)
+    assert sum(items["scores"]) / len(prompts) == pytest.approx(record["value"], abs=1e-9) and record["n_wins"] > 0
+    annotations = [json.loads(line) for line in open(tmp_path / "winrate_micro.annotations.jsonl")]
+    assert [a["id"] for a in annotations] == items["ids"]
+
+
+def test_alpaca_eval_layout_pairs_by_row_and_groups_by_dataset(tmp_path):
+    """alpaca_eval's reference has no ids: items are its row numbers; its "dataset" field is the group."""
+
+    @dataclasses.dataclass
+    class Fixed:
+        def preferences(self, pairs, reference_name, model_name):
+            return [1.0, 2.0, 1.5, 1.75]
+
+    reference = [{"dataset": d, "instruction": f"q{i}", "output": "r", "generator": "gpt4"}
+                 for i, d in enumerate(["koala", "oasst", "koala", "vicuna"])]
+    write_json(tmp_path / "ref.json", reference)
+    # The outputs come in another order, with ids of their own: the reference's rows define the items.
+    write_json(tmp_path / "out.json", [{"id": str(3 - i), "instruction": f"q{i}", "output": "o", "generator": "m"}
+                                       for i in range(4)][::-1])
+    out = evaluate_winrate(str(tmp_path / "out.json"), str(tmp_path / "ref.json"), "fixed", Fixed(), tmp_path,
+                           item_group="dataset")
+    items = read_items(out)
+    assert items["ids"] == ["0", "1", "2", "3"] and items["groups"] == ["koala", "oasst", "koala", "vicuna"]
+    assert items["scores"] == [0.0, 100.0, 50.0, 75.0] and json.loads(out.read_text())["value"] == 56.25
+
+
+def test_a_bad_group_field_fails_before_the_judge_runs(prompts, micro_data, tmp_path):
+    @dataclasses.dataclass
+    class Unreachable:
+        def preferences(self, *a):
+            raise AssertionError("judged")
+
+    path = _outputs(tmp_path / "a.json", prompts, ["x"] * len(prompts), "a")
+    with pytest.raises(ValueError, match=f"win-rate item_group 'topic': neither {path} nor .*gen.jsonl has it for "
+                                         f"{len(prompts)} prompt id.s. .e.g. 'add-0000'."):
+        evaluate_winrate(path, path, "u", Unreachable(), tmp_path, item_group="topic",
+                         prompts_path=str(micro_data / "bench" / "gen.jsonl"))
+    with pytest.raises(ValueError, match="win-rate item_group 'task': .*a.json rows have no such field and no prompts"):
+        evaluate_winrate(path, path, "u", Unreachable(), tmp_path, item_group="task")
+    assert not list(tmp_path.glob("winrate*"))
+
+
+def test_verdicts_by_hand_average_to_alpaca_evals_win_rate():
+    import pandas as pd
+
+    # alpaca_eval: 1 reference wins, 2 model wins, 1.5 (and legacy 0) draw, soft values in between; NaN unjudged.
+    prefs = [1.0, 2.0, 1.5, 0.0, 1.25, float("nan"), 2.0]
+    assert verdict_scores(prefs) == [0.0, 100.0, 50.0, 50.0, 25.0, None, 100.0]
+    items = winrate_items("w", [f"p{i}" for i in range(7)], prefs, list("aabbccd"))
+    assert items["ids"] == ["p0", "p1", "p2", "p3", "p4", "p6"] and items["groups"] == list("aabbcd")
+    metrics, _ = winrate_metrics(pd.DataFrame({"preference": prefs}), lc=False)
+    assert metrics["n_total"] == 6 and sum(items["scores"]) / 6 == pytest.approx(metrics["win_rate"]) == 325 / 6
 
 
 def test_verifier_preferences_by_hand(micro_world, micro_data):
