@@ -19,10 +19,10 @@ import json
 import math
 import re
 from collections.abc import Iterable, Mapping
-from pathlib import Path
 
 import pandas as pd
 
+from ..evaluation.items import read_items
 from ..io import read_json
 
 SCHEMA = "poft.metrics/1"
@@ -160,39 +160,7 @@ def collect(records: Iterable[Mapping]) -> pd.DataFrame:
     return _typed(pd.DataFrame(rows, columns=COLUMNS))
 
 
-ITEM_SCHEMA = "poft.items/1"
 ITEM_COLUMNS = [*RUN, "epoch", "task", "item", "score", "group"]
-
-
-def read_items(metrics_path: str, metrics: Mapping) -> dict | None:
-    """The per-item scores beside a metrics file (its `items_file`), checked; None when it names none.
-
-    {"schema": "poft.items/1", "task", "metric", "ids": [...], "scores": [...] (percent), "groups": [...] | null}
-    """
-    name = metrics.get("items_file")
-    if not name:
-        return None
-    path = str(Path(metrics_path).parent / name)
-    try:
-        obj = read_json(path)
-    except (OSError, ValueError) as e:
-        raise MetricsFileError(f"{path}: cannot read items file ({e})") from e
-    if not isinstance(obj, dict) or obj.get("schema") != ITEM_SCHEMA:
-        raise MetricsFileError(f"{path}: field 'schema': expected {ITEM_SCHEMA!r}")
-    ids, scores, groups = obj.get("ids"), obj.get("scores"), obj.get("groups")
-    if not isinstance(ids, list) or not isinstance(scores, list) or len(ids) != len(scores):
-        raise MetricsFileError(f"{path}: fields 'ids' and 'scores': expected two lists of equal length")
-    if len(set(ids)) != len(ids):
-        raise MetricsFileError(f"{path}: field 'ids': duplicate item ids")
-    if any(not _is_number(x) for x in scores):
-        raise MetricsFileError(f"{path}: field 'scores': expected finite numbers (percent)")
-    if groups is not None and (not isinstance(groups, list) or len(groups) != len(ids)):
-        raise MetricsFileError(f"{path}: field 'groups': expected null or one group per item")
-    if obj.get("task") != metrics["task"]:
-        raise MetricsFileError(f"{path}: field 'task': {obj.get('task')!r} differs from its metrics file's "
-                               f"{metrics['task']!r}")
-    return {"ids": [str(i) for i in ids], "scores": [float(x) for x in scores],
-            "groups": None if groups is None else [str(g) for g in groups]}
 
 
 def collect_items(records: Iterable[Mapping]) -> pd.DataFrame:
@@ -201,12 +169,14 @@ def collect_items(records: Iterable[Mapping]) -> pd.DataFrame:
     frames = []
     for i, rec in enumerate(records):
         rec = _check_record(i, rec)
-        m = read_metrics(rec["metrics_file"])
-        it = read_items(rec["metrics_file"], m)
-        if it is None:
+        if not read_metrics(rec["metrics_file"]).get("items_file"):
             continue
+        try:
+            it = read_items(rec["metrics_file"])
+        except ValueError as e:  # ItemsFileError: names the file and the field
+            raise MetricsFileError(str(e)) from e
         f = pd.DataFrame({"item": it["ids"], "score": it["scores"], "group": it["groups"] or [None] * len(it["ids"])})
-        frames.append(f.assign(**{k: rec[k] for k in (*RUN, "epoch")}, task=m["task"]))
+        frames.append(f.assign(**{k: rec[k] for k in (*RUN, "epoch")}, task=it["task"]))
     if not frames:
         return pd.DataFrame(columns=ITEM_COLUMNS).astype({"seed": "Int64", "epoch": "Int64", "score": "float64"})
     out = pd.concat(frames, ignore_index=True)[ITEM_COLUMNS]

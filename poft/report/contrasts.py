@@ -75,9 +75,9 @@ def item_weights(columns: pd.MultiIndex) -> np.ndarray:
 
 
 def contrast_matrix(arms: list[tuple[float, Mapping, str]], items: pd.DataFrame, epochs: Mapping,
-                    tasks: list[str], task_label: str) -> tuple[np.ndarray, np.ndarray | None, list[int]] | None:
-    """(d [S, n], item weights or None, seeds) of sum_k c_k * arm_k over the items and seeds every arm has;
-    None when some arm has no per-item scores."""
+                    tasks: list[str], task_label: str) -> tuple[np.ndarray, np.ndarray | None, list, pd.Index] | None:
+    """(d [S, n], item weights or None, seeds, (task, item) columns) of sum_k c_k * arm_k over the items and seeds
+    every arm has; None when some arm has no per-item scores."""
     mats = [arm_items(items, epochs, sel, tasks, stat) for _, sel, stat in arms]
     if not all(len(m) for m in mats):
         return None
@@ -87,7 +87,14 @@ def contrast_matrix(arms: list[tuple[float, Mapping, str]], items: pd.DataFrame,
         return None
     cols = pd.MultiIndex.from_tuples(cols)
     d = sum(c * m.reindex(index=seeds, columns=cols).to_numpy(float) for (c, _, _), m in zip(arms, mats))
-    return d, (item_weights(cols) if task_label == OVERALL else None), seeds
+    return d, (item_weights(cols) if task_label == OVERALL else None), seeds, cols
+
+
+def item_groups(items: pd.DataFrame, tasks: list[str], columns: pd.Index) -> np.ndarray | None:
+    """The group of each (task, item) column (e.g. the micro world's task type), or None if items carry none."""
+    g = items[items["task"].isin(tasks)].drop_duplicates(["task", "item"]).set_index(["task", "item"])["group"]
+    g = g.reindex(columns)
+    return None if g.isna().any() else np.array([f"{t}/{x}" for (t, _), x in zip(columns, g)])
 
 
 def contrast_effect(arms: list[tuple[float, Mapping, str]], items: pd.DataFrame | None, ps: pd.DataFrame,
@@ -100,8 +107,11 @@ def contrast_effect(arms: list[tuple[float, Mapping, str]], items: pd.DataFrame 
     if items is not None and len(items) and stat_is_itemwise(arms):
         m = contrast_matrix(arms, items, epochs, tasks, task_label)
         if m is not None:
-            d, w, seeds = m
-            eff = paired_effect(d, level=level, min_effect=min_effect, weights=w)
+            d, w, seeds, cols = m
+            # One seed: "these checkpoints differ", items clustered by their group (a task type, a subject).
+            # Several: the crossed seed x item model, whose item component already carries shared-group effects.
+            groups = item_groups(items, tasks, cols) if len(seeds) == 1 else None
+            eff = paired_effect(d, level=level, min_effect=min_effect, weights=w, groups=groups)
             return {**eff, "unit": "items", "n_pairs": eff["n_seeds"], **_arm_means(arms, ps, seeds)}
     per = [_select(ps, sel).set_index("seed")[stat].dropna() for _, sel, stat in arms]
     if any(p.empty for p in per):

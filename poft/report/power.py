@@ -43,7 +43,7 @@ def plan_from_results(data_dir: str | Path, delta: float, seeds=(2, 3, 5, 8), it
             m = contrast_matrix(arms, ev.items[ev.items["base"] == base], ev.epochs, ev.overall_tasks, OVERALL)
             if m is None or len(m[2]) < 2:
                 continue
-            d, w, _ = m
+            d, w = m[0], m[1]
             measured = paired_effect(d, level=level, min_effect=delta, weights=w)
             n_eff = int(round(1 / np.sum((w / w.sum()) ** 2)))
             comp = variance_components(d)

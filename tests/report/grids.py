@@ -20,7 +20,7 @@ def write_metrics(path: Path, task: str, value: float, metric: str = "acc", item
         (path.parent / name).write_text(json.dumps({"schema": "poft.items/1", "task": task, "metric": metric,
                                                     "ids": [f"i{k}" for k in range(len(items))], "scores": items,
                                                     "groups": None}))
-        extra = {**extra, "items_file": name}
+        extra = {**extra, "items_file": name, "n_items": len(items)}
     path.write_text(json.dumps({"schema": "poft.metrics/1", "checkpoint": str(path.parent), "task": task,
                                 "metric": metric, "value": value, "stderr": 0.5, "n": 100, **extra}))
     return str(path)
