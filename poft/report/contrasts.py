@@ -33,7 +33,7 @@ EFFECT_COLUMNS = ["n_pairs", "n_items", "unit", "treat_mean", "control_mean", "m
                   "df", "mde", "p_value", "level_used"]
 
 
-def _select(frame: pd.DataFrame, sel: Mapping) -> pd.DataFrame:
+def select(frame: pd.DataFrame, sel: Mapping) -> pd.DataFrame:
     mask = np.ones(len(frame), dtype=bool)
     for k, v in sel.items():
         mask &= (frame[k].isin(v) if isinstance(v, (list, tuple, set)) else frame[k] == v).to_numpy()
@@ -56,7 +56,7 @@ def arm_items(items: pd.DataFrame, epochs: Mapping, sel: Mapping, tasks: list[st
     items: the long item table (RUN, epoch, task, item, score) of one group's base and dataset; epochs: run key
     (base, dataset, method, variant, seed) -> its sorted epochs (every epoch any task was evaluated at).
     """
-    part = _select(items[items["task"].isin(tasks)], sel)
+    part = select(items[items["task"].isin(tasks)], sel)
     rows = {}
     for (b, ds, m, v, s), g in part.groupby(["base", "dataset", "method", "variant", "seed"], sort=True):
         window = _epoch_window(epochs.get((b, ds, m, v, s), []), stat)
@@ -113,7 +113,7 @@ def contrast_effect(arms: list[tuple[float, Mapping, str]], items: pd.DataFrame 
             groups = item_groups(items, tasks, cols) if len(seeds) == 1 else None
             eff = paired_effect(d, level=level, min_effect=min_effect, weights=w, groups=groups)
             return {**eff, "unit": "items", "n_pairs": eff["n_seeds"], **_arm_means(arms, ps, seeds)}
-    per = [_select(ps, sel).set_index("seed")[stat].dropna() for _, sel, stat in arms]
+    per = [select(ps, sel).set_index("seed")[stat].dropna() for _, sel, stat in arms]
     if any(p.empty for p in per):
         return None
     seeds = sorted(set.intersection(*(set(p.index) for p in per)))
@@ -132,7 +132,7 @@ def _arm_means(arms, ps: pd.DataFrame, seeds: list[int]) -> dict:
     """The first arm's and the second arm's mean per-seed statistic over the paired seeds (table columns)."""
     out = {}
     for key, (_, sel, stat) in zip(("treat_mean", "control_mean"), arms[:2]):
-        vals = _select(ps, sel)
+        vals = select(ps, sel)
         vals = vals[vals["seed"].isin(seeds)][stat].dropna()
         out[key] = float(vals.mean()) if len(vals) else math.nan
     return out

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from .collect import OVERALL
-from .contrasts import EFFECT_COLUMNS, _select, contrast_effect, effect_row
+from .contrasts import EFFECT_COLUMNS, select, contrast_effect, effect_row
 from .effects import verdict_of
 from .summary import per_seed
 
@@ -96,11 +96,11 @@ class Evidence:
 
     def contrast(self, treat: dict, control: dict, stat: str, by=("base", "dataset", "task"), **where) -> pd.DataFrame:
         """treat - control of `stat` per group `by` (EFFECT_COLUMNS), for the groups where both arms ran."""
-        ps = _select(self.ps, where)
+        ps = select(self.ps, where)
         rows = []
         for key, g in ps.groupby(list(by), sort=True):
             k = dict(zip(by, key))
-            if _select(g, treat).empty or _select(g, control).empty:
+            if select(g, treat).empty or select(g, control).empty:
                 continue
             eff = self.effect([(1.0, treat, stat), (-1.0, control, stat)], k["base"], k["task"], k.get("dataset"))
             if eff is not None:
