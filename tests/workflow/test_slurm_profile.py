@@ -12,8 +12,12 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from . import fake_slurm
 from .conftest import ROOT, env
+
+pytestmark = pytest.mark.slow  # a whole DAG run: minutes
 
 SMOKE = ROOT / "workflows" / "configs" / "smoke.yaml"
 RUN = "runs/micro-llama3/openhermes/full/poft-seed0/train_summary.json"  # PoFT needs every stage before it

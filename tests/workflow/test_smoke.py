@@ -20,6 +20,8 @@ from safetensors.torch import load_file
 
 from .conftest import ROOT, env, job_counts, snakemake
 
+pytestmark = pytest.mark.slow  # a whole DAG run: minutes
+
 SMOKE = ROOT / "workflows" / "configs" / "smoke.yaml"
 REPORT_FILES = ("tables.md", "claims.md", "index.md", "report.html", "results.csv", "runs.csv", "differences.csv",
                 "records.jsonl", "data/results.parquet", "data/items.parquet", "data/scores.parquet", "data/inputs.json")
