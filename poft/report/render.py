@@ -102,7 +102,7 @@ def headline(v, level: float) -> dict:
                   f"({het}{pooled['n_cells']} cells)")
     mde = DASH if not s.get("n_cells") or math.isnan(s["mde_min"]) else (
         f"{s['mde_min']:.2f}" if abs(s["mde_max"] - s["mde_min"]) < 0.005 else f"{s['mde_min']:.2f}–{s['mde_max']:.2f}")
-    design = DASH if not s.get("n_cells") else f"{s['seeds']} × {s['items']}"
+    design = DASH if not s.get("n_cells") else _design(s["seeds"], s["items"], "items" if s["items"] else "seeds")
     levels = DASH
     if len(v.numbers):
         used = v.numbers["level_used"].fillna(v.numbers["unit"]).value_counts()
