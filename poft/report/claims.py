@@ -2,7 +2,7 @@
 
 Each rule's docstring is its crisp definition (copied into claims.md); how comparisons combine into a verdict
 is in `verdicts`. Point-estimate parts (which dataset gains most, C5's rank correlation) can turn a "holds"
-into "inconclusive" or, where they contradict the claim, into "fails"; the text says which.
+into "inconclusive", never into "fails": only an interval can contradict a claim.
 
 C1-C5 use the "main" datasets: the config's `grid.main` datasets (`Evidence.main`), or, when none are given,
 every dataset with plain (variant "full") SFT and PoFT runs outside the noise study, whose clean control and
@@ -16,7 +16,8 @@ from __future__ import annotations
 import pandas as pd
 
 from .collect import OVERALL
-from .effects import combine_cells, verdict_of
+from .contrasts import task_contrast_matrix
+from .effects import combine_cells, paired_effect, verdict_of
 from .verdicts import NUMBER_COLUMNS, Evidence, Verdict, combine, concat, judged, row
 
 DIRECTION = "Directions: every claim is read as an effect > 0 except C2 (PoFT's std - SFT's < 0) and C6's SFT rows."
@@ -92,19 +93,28 @@ def c2(ev: Evidence) -> Verdict:
 
 def c3(ev: Evidence) -> Verdict:
     """Concentration on `focus_task`: per base x main dataset, c = d_focus - mean of the other suite tasks' d
-    (d = PoFT - SFT at the last epoch), per seed (seeds are the unit: a contrast across tasks). Holds if every c
-    holds and the focus task has the largest mean gain; fails if some c fails."""
+    (d = PoFT - SFT at the last epoch), paired by seed and item (each task's items scaled so that their mean is
+    c; seeds alone where items are missing). Holds if every c holds and the focus task has the largest mean
+    gain; fails if some c fails."""
     others = [t for t in ev.overall_tasks if t != ev.focus_task]
     if ev.focus_task not in ev.overall_tasks or not others:
         return _verdict("C3", concat([]), f"No focus task among the suite tasks (focus_task={ev.focus_task!r}).")
     rows = []
     full = ev.ps[ev.ps["dataset"].isin(ev.main_datasets) & (ev.ps["variant"] == "full")]
+    coefs = {ev.focus_task: 1.0, **{t: -1.0 / len(others) for t in others}}
     for (b, ds), g in full.groupby(["base", "dataset"], sort=True):
         if not set(ev.overall_tasks) <= set(g["task"]) or g["method"].nunique() < 2:
             continue
-        arms = [(1.0, {**PO, "task": ev.focus_task}, "last"), (-1.0, {**SF, "task": ev.focus_task}, "last")]
-        arms += [(c / len(others), {**m, "task": t}, "last") for t in others for c, m in ((-1.0, PO), (1.0, SF))]
-        eff = ev.effect(arms, b, ev.focus_task, ds, items=False)
+        eff = None
+        if ev.items is not None and len(ev.items):
+            arms = [(1.0, {**PO, "base": b, "dataset": ds}, "last"), (-1.0, {**SF, "base": b, "dataset": ds}, "last")]
+            d = task_contrast_matrix(arms, ev.items[ev.items["base"] == b], ev.epochs, coefs)
+            eff = None if d is None else {**paired_effect(d, ev.level, ev.min_effect), "unit": "items"}
+            if eff is not None:
+                eff["n_pairs"] = eff["n_seeds"]
+        if eff is None:  # no per-item scores: the per-seed c values
+            arms = [(c * m_c, {**m, "task": t}, "last") for t, c in coefs.items() for m_c, m in ((1.0, PO), (-1.0, SF))]
+            eff = ev.effect(arms, b, ev.focus_task, ds, items=False)
         if eff is None:
             continue
         gains = {t: ev.contrast(PO, SF, "last", base=b, dataset=ds, task=t)["mean"].mean() for t in ev.overall_tasks}
@@ -135,27 +145,34 @@ def c4(ev: Evidence) -> Verdict:
 
 
 def c5(ev: Evidence) -> Verdict:
-    """Per base: Spearman rank correlation between each main dataset's aligned-score spread and its mean
-    PoFT - SFT Overall gain (last epoch). Holds if for every base rho > 0 and the widest-spread dataset has the
-    largest gain; fails if some rho < 0; otherwise inconclusive. Point estimates (with the gains' intervals
-    listed), needs spreads for >= 2 datasets."""
+    """Per base: the gain on the widest-spread main dataset minus the gain on the narrowest (PoFT - SFT, Overall,
+    last epoch), paired by seed and item, holds > 0 and the Spearman rank correlation between spread and mean
+    gain over the main datasets is > 0; fails if that difference fails (significantly negative, or a powered
+    null). Needs aligned-score spreads for >= 2 main datasets. (A rank correlation of point estimates alone can
+    make a "holds" inconclusive, never a "fails".)"""
     if not ev.spreads:
         return _verdict("C5", concat([]), "No aligned-score spreads were given.")
-    d = ev.contrast(PO, SF, "last", task=OVERALL, dataset=[x for x in ev.main_datasets if x in ev.spreads])
+    main = [x for x in ev.main_datasets if x in ev.spreads]
+    d = ev.contrast(PO, SF, "last", task=OVERALL, dataset=main)
     rows = []
     for b, g in d.groupby("base"):
         if len(g) < 2:
             continue
         sp = g["dataset"].map(ev.spreads)
         rho = float(sp.rank().corr(g["mean"].rank()))
-        top_ok = g.loc[g["mean"].idxmax(), "dataset"] == g.loc[sp.idxmax(), "dataset"]
-        pairs = ", ".join(f"{x}: spread {s:.3g}, gain {m:.2f} [{lo:.2f}, {hi:.2f}]" for x, s, m, lo, hi in
-                          zip(g["dataset"], sp, g["mean"], g["ci_low"], g["ci_high"]))
-        sg = "+" if rho > 0 and top_ok else "-" if rho < 0 else "?"
-        rows.append({"comparison": f"{b}: Spearman rho(spread, gain) = {rho:.2f} ({pairs})", "n_pairs": g["n_pairs"].min(),
-                     "n_items": g["n_items"].min(), "unit": "point estimate", "mean": rho, "sign": sg, "direction": 1,
-                     "reason": "rank correlation of point estimates (no interval)"})
-    return _verdict("C5", pd.DataFrame(rows, columns=NUMBER_COLUMNS), "mean = Spearman rho.")
+        wide, narrow = g.loc[sp.idxmax(), "dataset"], g.loc[sp.idxmin(), "dataset"]
+        arms = [(1.0, {**PO, "dataset": wide}, "last"), (-1.0, {**SF, "dataset": wide}, "last"),
+                (-1.0, {**PO, "dataset": narrow}, "last"), (1.0, {**SF, "dataset": narrow}, "last")]
+        eff = ev.effect(arms, b, OVERALL)
+        if eff is None:
+            continue
+        v = verdict_of(eff, ev.min_effect)
+        if v[0] == "holds" and not rho > 0:
+            v = ("inconclusive", f"{v[1]}, but the rank correlation of spread and gain is {rho:.2f}")
+        gains = ", ".join(f"{x}: spread {s:.3g}, gain {m:.2f}" for x, s, m in zip(g["dataset"], sp, g["mean"]))
+        rows.append(row(f"{b}: gain({wide}) − gain({narrow}); Spearman rho(spread, gain) = {rho:.2f} ({gains})",
+                        eff, v))
+    return _verdict("C5", pd.DataFrame(rows, columns=NUMBER_COLUMNS), "", ev=ev)
 
 
 def no_degradation(effect: dict, min_effect, direction: int = 1) -> tuple[str, str]:

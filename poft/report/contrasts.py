@@ -90,6 +90,21 @@ def contrast_matrix(arms: list[tuple[float, Mapping, str]], items: pd.DataFrame,
     return d, (item_weights(cols) if task_label == OVERALL else None), seeds, cols
 
 
+def task_contrast_matrix(arms: list[tuple[float, Mapping, str]], items: pd.DataFrame, epochs: Mapping,
+                         task_coefs: Mapping[str, float]) -> np.ndarray | None:
+    """d'[S, n] over the items of several tasks whose plain item mean is sum_t coef_t * (task t's mean of the
+    arms' contrast): each task's items are scaled by coef_t * n / n_t. Items stay the unit, so item noise enters
+    a contrast ACROSS tasks (C3: the focus task's gain minus the others' mean gain) as it enters any other."""
+    parts = [(coef, contrast_matrix(arms, items, epochs, [t], t)) for t, coef in task_coefs.items()]
+    if any(m is None for _, m in parts):
+        return None
+    seeds = sorted(set.intersection(*(set(m[2]) for _, m in parts)))
+    n = sum(m[0].shape[1] for _, m in parts)
+    if not seeds:
+        return None
+    return np.hstack([coef * n / m[0].shape[1] * m[0][[m[2].index(s) for s in seeds]] for coef, m in parts])
+
+
 def item_groups(items: pd.DataFrame, tasks: list[str], columns: pd.Index) -> np.ndarray | None:
     """The group of each (task, item) column (e.g. the micro world's task type), or None if items carry none."""
     g = items[items["task"].isin(tasks)].drop_duplicates(["task", "item"]).set_index(["task", "item"])["group"]

@@ -144,3 +144,24 @@ def test_claims_markdown_lists_every_claim_and_c11(grid):
     assert "| b1 / d1: PoFT − SFT Overall (last) | 3 seeds | 2.10 | [1.85, 2.35] | 0.31 | method | + |" in text
     head = text.split("\n")[2]
     assert head.startswith("| claim | verdict | pooled effect | MDE | seeds × items |")
+
+
+def test_c3_and_c5_pair_items_across_tasks_and_datasets(grid):
+    """Item-level C3: PoFT gains 10 on arith items 0-1 of 4 (task gain 5) and 5 on words item 0 of 2 (2.5), so
+    c = 5 - 2.5 = 2.5 in every seed. C5: dataset "wide" doubles every gain: gain(wide) - gain(narrow) = 3.75."""
+    from poft.report.collect import collect_items
+
+    from .test_stats import item_scores
+
+    def scores(b, d, m, v, s, e, t):  # "wide": PoFT's item gains doubled
+        sft, poft = item_scores(s, e, t, "sft"), item_scores(s, e, t, m)
+        return [x + (2 if d == "wide" else 1) * (y - x) for x, y in zip(sft, poft)]
+
+    grid.runs(scores, datasets=("narrow", "wide"), seeds=SEEDS)
+    ev = evidence(grid, focus_task="arith", items=collect_items(grid.records), spreads={"narrow": 0.1, "wide": 0.5})
+    c3 = CLAIMS["C3"][1](ev).numbers.set_index("comparison")
+    narrow = c3.loc[c3.index.str.startswith("b1 / narrow")].iloc[0]
+    assert narrow["unit"] == "items" and narrow["n_items"] == 6 and narrow["mean"] == pytest.approx(2.5)
+    c5 = CLAIMS["C5"][1](ev)
+    assert c5.numbers.iloc[0]["mean"] == pytest.approx(3.75) and c5.numbers.iloc[0]["unit"] == "items"
+    assert c5.verdict == "inconclusive"  # six items that differ by 0 to 10 points: the interval includes 0
