@@ -96,9 +96,9 @@ def validate_pairs(pairs: list[dict]) -> None:
 
 def read_pairs(path: str | Path) -> list[dict]:
     """Read preference pairs from JSONL (blank lines skipped); malformed lines name the file and line number."""
-    from poft.data.readers import FILE_READERS
+    from poft.data.readers import read_jsonl
 
-    return FILE_READERS[".jsonl"](Path(path), str(path))
+    return read_jsonl(path).strict()
 
 
 def run_dpo(model_dir: str, pairs: list[dict], out_dir: str, cfg: DPOConfigSpec,

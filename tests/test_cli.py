@@ -60,7 +60,7 @@ def test_bad_inputs_give_one_clear_line(workspace, capsys):
     (w / "bad.jsonl").write_text('{"conversations": [{"from": "human", "value": "hi"}, {"from": "bot", "value": "x"}]}\n')
     assert run("prepare", "--source", w / "bad.jsonl", "--format", "sharegpt", "--out", w / "x.jsonl") == 2
     err = capsys.readouterr().err
-    assert "poft prepare: error:" in err and "bad.jsonl: row 0" in err and "'bot'" in err
+    assert "poft prepare: error:" in err and "bad.jsonl: line 1" in err and "'bot'" in err
     # Scores of other data are refused by train and filter.
     (w / "other.jsonl").write_text((w / "data.jsonl").read_text().replace("the", "THE", 1))
     assert run("train", "--data", w / "other.jsonl", "--model", w / "target", "--scores", w / "merged.json",

@@ -197,5 +197,5 @@ def test_read_pairs(tmp_path):
     write_jsonl(path, make_pairs(3))
     assert read_pairs(path) == make_pairs(3)
     path.write_text(path.read_text() + "\n{not json\n")
-    with pytest.raises(ValueError, match=rf"^{path}: line 5: invalid JSON"):
+    with pytest.raises(ValueError, match=rf"^{path}: line 5 column 2: invalid JSON \(Expecting property name"):
         read_pairs(path)
