@@ -246,17 +246,16 @@ def cmd_distill(a) -> None:
 
 
 def cmd_prepare_pairs(a) -> None:
-    from .controls import to_pair
-    from .data import read_rows
-    from .dpo import validate_pairs
+    from .controls import pairs_from_source
+    from .data.readers import read_source
     from .io import write_jsonl
 
-    rows, origin = read_rows(a.source, a.split)
-    pairs = [to_pair(r, i, origin) for i, r in enumerate(rows[: a.limit] if a.limit else rows)]
-    validate_pairs(pairs)
+    read = read_source(a.source, a.split)
+    pairs = pairs_from_source(read, a.limit or None)
     write_jsonl(a.out, pairs)
-    write_json(f"{a.out}.report.json", {"source": origin, "n_rows": len(rows), "n_pairs": len(pairs), "limit": a.limit})
-    log.info("%s: %d preference pairs from %s", a.out, len(pairs), origin)
+    write_json(f"{a.out}.report.json", {"source": read.origin, "n_rows": read.n_entries, "n_pairs": len(pairs),
+                                        "limit": a.limit})
+    log.info("%s: %d preference pairs from %s", a.out, len(pairs), read.origin)
 
 
 def cmd_report(a) -> None:

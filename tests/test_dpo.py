@@ -164,12 +164,12 @@ def test_resume_from_last_checkpoint(model_dir, tmp_path):
 
 
 @pytest.mark.parametrize("mutate, message", [
-    (lambda p: p.pop("rejected"), "pairs row 3 (id=p3): missing field 'rejected'"),
-    (lambda p: p.pop("prompt"), "pairs row 3 (id=p3): missing field 'prompt'"),
-    (lambda p: p["chosen"][0].update(content="  "), "pairs row 3 (id=p3): empty content in field 'chosen'"),
+    (lambda p: p.pop("rejected"), "pairs: row 3 (id=p3): missing field 'rejected'"),
+    (lambda p: p.pop("prompt"), "pairs: row 3 (id=p3): missing field 'prompt'"),
+    (lambda p: p["chosen"][0].update(content="  "), "pairs: row 3 (id=p3): field 'chosen': empty content"),
     (lambda p: p.update(rejected=[]),
-     "pairs row 3 (id=p3): field 'rejected' must be a non-empty list of {role, content} messages"),
-    (lambda p: p.update(rejected=[dict(p["chosen"][0])]), "pairs row 3 (id=p3): chosen and rejected are identical"),
+     "pairs: row 3 (id=p3): field 'rejected': must be a non-empty list of {role, content} messages"),
+    (lambda p: p.update(rejected=[dict(p["chosen"][0])]), "pairs: row 3 (id=p3): chosen and rejected are identical"),
 ])
 def test_validation_messages(mutate, message, tmp_path):
     pairs = make_pairs(5)
