@@ -36,7 +36,7 @@ from pathlib import Path
 
 import yaml
 
-from .io import read_json, write_json, write_text
+from .io import ResourceError, read_json, write_json, write_text
 
 log = logging.getLogger("poft")
 
@@ -695,8 +695,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         args.func(args)
-    except (ValueError, KeyError, FileNotFoundError) as e:
-        # Bad input is the user's to fix: one clear line, not a traceback.
+    except (ValueError, KeyError, FileNotFoundError, ResourceError) as e:
+        # Bad input, a full disk, an unwritable output dir are the user's to fix: a clear message (every problem
+        # of a data file, one per line), not a traceback.
         msg = e.args[0] if isinstance(e, KeyError) and e.args else str(e)
         print(f"poft {args.verb}: error: {msg}", file=sys.stderr)
         return 2

@@ -23,7 +23,10 @@ from typing import Any, Iterable, Iterator
 
 
 class ResourceError(OSError):
-    """The machine, not the input, stops a write: the message names the path and what to do."""
+    """The machine, not the input, stops a write: the message names the path and what to do; `errno` is kept."""
+
+    def __str__(self) -> str:
+        return str(self.strerror)
 
 
 class DiskFullError(ResourceError):
@@ -66,7 +69,10 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         os.close(fd)
     except OSError as e:
-        raise resource_error(e, path) from e
+        error = resource_error(e, path)
+        if error is e:
+            raise
+        raise error from e
     tmp = Path(tmp)
     try:
         yield tmp

@@ -179,12 +179,26 @@ def resolve_dtype(dtype: str, device: str) -> torch.dtype:
     return table[dtype]
 
 
+class MissingWeightsError(FileNotFoundError):
+    """A local model directory without weight files (an interrupted download or copy, a tokenizer-only dir)."""
+
+
+# What transformers loads weights from: single files, or the index of a sharded checkpoint.
+WEIGHT_PATTERNS = ("*.safetensors", "pytorch_model*.bin", "model.safetensors.index.json",
+                   "pytorch_model.bin.index.json")
+
+
 def model_path(source: str) -> str:
-    """'hf:<repo id>' -> the repo id (loaded through the HF cache / hub); anything else is a local directory."""
+    """'hf:<repo id>' -> the repo id (loaded through the HF cache / hub); anything else is a local directory,
+    which must hold weights: their absence is a `MissingWeightsError` here, not an OSError deep in transformers."""
     if source.startswith("hf:"):
         return source[3:]
-    if not Path(source).is_dir():
+    root = Path(source)
+    if not root.is_dir():
         raise FileNotFoundError(f"model {source!r}: no such directory (use 'hf:<repo id>' for hub models)")
+    if not any(f.is_file() for pattern in WEIGHT_PATTERNS for f in root.glob(pattern)):
+        raise MissingWeightsError(f"model {source!r}: no weights in the directory (expected one of: "
+                                  f"{', '.join(WEIGHT_PATTERNS)}); was its download or save interrupted?")
     return source
 
 
