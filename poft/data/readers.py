@@ -46,11 +46,19 @@ class SourceRows:
     def n_entries(self) -> int:
         return len(self.rows) + len(self.problems)
 
-    def add_row(self, row: Any, line: int | None = None) -> None:
-        """A parsed entry: a row if it is a JSON object, else a `not_an_object` problem in its place."""
+    def add_row(self, row: Any, line: int | None = None, escaped_surrogates: bool = False) -> None:
+        """A parsed entry: a row if it is a JSON object, else a `not_an_object` problem in its place.
+
+        escaped_surrogates: the JSON text held a `\\udXXX` escape, which may decode to a lone surrogate: not
+        Unicode text, and a row no later stage could hash or write, so it is a problem here."""
         entry = self.n_entries
         if not isinstance(row, dict):
             self.add_problem(Problem("not_an_object", "", f"expected a JSON object, got {type(row).__name__}"), line)
+            return
+        where = _lone_surrogate(row) if escaped_surrogates else None
+        if where is not None:
+            self.add_problem(Problem("invalid_unicode", where, "a lone surrogate (\\ud800-\\udfff escape): not "
+                                                               "valid Unicode text"), line)
             return
         self.rows.append(row)
         self.index.append(entry)
@@ -82,6 +90,27 @@ class SourceRows:
                 errors.add(p)
             errors.raise_if_any(self.n_entries, "entries")
         return self.rows
+
+
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+
+
+def _lone_surrogate(value: Any, path: str = "") -> str | None:
+    """The path of the first string (key or value) in a parsed JSON value that holds a lone surrogate, else None."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return path or "(row)"
+        return None
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    for key, item in items:
+        sub = f"{path}[{key}]" if isinstance(key, int) else f"{path}.{key}" if path else str(key)
+        if isinstance(key, str) and _lone_surrogate(key) is not None:
+            return sub
+        if (found := _lone_surrogate(item, sub)) is not None:
+            return found
+    return None
 
 
 def _cut_off(text: str, e: json.JSONDecodeError) -> bool:
@@ -131,14 +160,14 @@ def _read_jsonl(path: Path, origin: str) -> SourceRows:
                 column = len(raw[: e.start].decode("utf-8", "replace")) + 1
                 out.add_problem(Problem("invalid_utf8", "", f"not valid UTF-8 ({e.reason})", column=column), lineno)
                 continue
-            if not text.strip():
+            if not text.strip(" \t\r"):  # blank in JSON's sense: other white space (NBSP, form feed) is reported
                 continue
             try:
                 row = json.loads(text)
             except (ValueError, RecursionError) as e:
                 out.add_problem(_decode_problem(text, e, lineno, not terminated), lineno)
                 continue
-            out.add_row(row, lineno)
+            out.add_row(row, lineno, bool(_SURROGATE_ESCAPE.search(text)))
     return out
 
 
@@ -149,10 +178,12 @@ def _line_col(text: str, pos: int) -> tuple[int, int]:
 
 def _salvage_list(text: str) -> list | None:
     """The complete elements of a top-level list (or of the list in a one-key `{"key": [...]}` wrapper) that
-    breaks off before its closing `]`; None when the text breaks anywhere else (then nothing is trusted)."""
+    breaks off before its closing `]` (or a wrapper cut off just after it); None when the text breaks anywhere
+    else (then nothing is trusted)."""
     dec = json.JSONDecoder()
     pos = _WS.match(text).end()
-    if text.startswith("{", pos):
+    wrapped = text.startswith("{", pos)
+    if wrapped:
         pos = _WS.match(text, pos + 1).end()
         if not text.startswith('"', pos):
             return None
@@ -167,9 +198,9 @@ def _salvage_list(text: str) -> list | None:
     if not text.startswith("[", pos):
         return None
     pos = _WS.match(text, pos + 1).end()
-    if text.startswith("]", pos):
-        return None
     items = []
+    if text.startswith("]", pos):
+        return items if wrapped and not text[pos + 1:].strip(" \t\n\r") else None
     while True:
         try:
             item, end = dec.raw_decode(text, pos)
@@ -177,8 +208,8 @@ def _salvage_list(text: str) -> list | None:
             return items
         items.append(item)
         pos = _WS.match(text, end).end()
-        if text.startswith("]", pos):
-            return None  # the list is whole: what breaks comes after it
+        if text.startswith("]", pos):  # the list is whole: only a wrapper cut right after it is salvaged
+            return items if wrapped and not text[pos + 1:].strip(" \t\n\r") else None
         if not text.startswith(",", pos):
             return items
         pos = _WS.match(text, pos + 1).end()
@@ -206,8 +237,9 @@ def _read_json(path: Path, origin: str) -> SourceRows:
         reason = _what(e) if isinstance(e, json.JSONDecodeError) else (str(e) or "nested too deeply to read")
         if items is None:
             raise DataError(f"{origin}: {where}invalid JSON ({reason})") from None
+        escaped = bool(_SURROGATE_ESCAPE.search(text))
         for item in items:
-            out.add_row(item)
+            out.add_row(item, escaped_surrogates=escaped)
         cut = _cut_off(text, e)
         detail = (f"{'file cut off' if cut else 'invalid JSON'} inside the list of rows ({_what(e)}); "
                   f"{len(items)} complete entries before it are read, nothing after it can be")
@@ -221,8 +253,9 @@ def _read_json(path: Path, origin: str) -> SourceRows:
             f"{origin}: expected a list of objects or an object with a single list value, "
             f"got {type(data).__name__}" + (f" with keys: {', '.join(map(str, data))}" if isinstance(data, dict) else "")
         )
+    escaped = bool(_SURROGATE_ESCAPE.search(text))
     for item in data:
-        out.add_row(item)
+        out.add_row(item, escaped_surrogates=escaped)
     return out
 
 

@@ -191,3 +191,12 @@ def test_json_broken_outside_the_list_is_an_error_at_its_line_and_column(tmp_pat
     (tmp_path / "u.json").write_bytes(b'[\n {"a": "\xff"}]')
     with pytest.raises(DataError, match=re.escape("u.json: line 2 column 9: not valid UTF-8 (invalid start byte)")):
         read_rows("u.json")
+
+
+def test_lone_surrogate_escapes_are_a_problem_of_their_row(tmp_path):
+    """`"\\ud800"` is valid JSON but not Unicode text: no later stage could hash or write the row."""
+    (tmp_path / "d.jsonl").write_text('{"id": "a", "meta": {"k": ["ok", "\\ud800"]}}\n{"id": "\\ud83d\\ude00"}\n')
+    read = read_source("d.jsonl")
+    assert read.rows == [{"id": "\U0001f600"}]  # a proper surrogate pair is an emoji
+    assert [p.message for p in read.problems] == [
+        "d.jsonl: line 1: field 'meta.k[1]': a lone surrogate (\\ud800-\\udfff escape): not valid Unicode text"]
