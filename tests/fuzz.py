@@ -21,6 +21,7 @@ FUZZ = settings(max_examples=EXAMPLES, deadline=None, database=None,
 # numbers, empty and whitespace strings, control and non-BMP characters, nested lists and objects.
 scalars = (st.none() | st.booleans() | st.integers(min_value=-(2**70), max_value=2**70)
            | st.floats(allow_nan=True, allow_infinity=True) | st.text(max_size=12)
+           | st.sampled_from([float("inf"), float("-inf"), float("nan"), 10**400, -(10**400), 2**63])
            | st.sampled_from(["", " ", "\n", "user", "assistant", "system", "gpt", "human", "bot", "\u2028", "🙂", "\ud800"]))
 json_values = st.recursive(scalars, lambda inner: st.lists(inner, max_size=3)
                            | st.dictionaries(st.text(max_size=6), inner, max_size=3), max_leaves=6)

@@ -171,3 +171,10 @@ def test_spec_rejects_bad_options():
         TrainSpec.from_dict({"loss": "kto"})
     with pytest.raises(ValueError, match="target_tokens 'all'; valid: response, full_sequence"):
         TrainSpec.from_dict({"target_tokens": "all"})
+    # Found by the config fuzz: values that overflow the type, and NaN, are named errors too.
+    with pytest.raises(ValueError, match="^option 'seed': expected int, got inf$"):
+        TrainSpec.from_dict({"seed": float("inf")})
+    with pytest.raises(ValueError, match="^option 'learning_rate': expected float, got 1000000"):
+        TrainSpec.from_dict({"learning_rate": 10**400})
+    with pytest.raises(ValueError, match="^option 'beta': expected a number, got 'nan'$"):
+        TrainSpec.from_dict({"beta": "nan"})
