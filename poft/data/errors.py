@@ -57,11 +57,6 @@ def location(origin: str | None, row: int | None, line: int | None = None, colum
     return head + (f" (id={conv_id})" if conv_id is not None else "")
 
 
-def row_prefix(origin: str, index: int, conv_id: str | None) -> str:
-    """`origin: row i (id=x)`, for sources without lines."""
-    return location(origin, index, conv_id=conv_id)
-
-
 class DataError(ValueError):
     """Input data is unusable; the message names the origin (file), line or row, id and field at fault.
 
