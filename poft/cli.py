@@ -36,7 +36,7 @@ from pathlib import Path
 
 import yaml
 
-from .io import ResourceError, read_json, write_json, write_text
+from .io import RESOURCE_ERRNOS, ResourceError, read_json, write_json, write_text
 
 log = logging.getLogger("poft")
 
@@ -700,6 +700,11 @@ def main(argv: list[str] | None = None) -> int:
         # of a data file, one per line), not a traceback.
         msg = e.args[0] if isinstance(e, KeyError) and e.args else str(e)
         print(f"poft {args.verb}: error: {msg}", file=sys.stderr)
+        return 2
+    except OSError as e:  # a full disk or a permission met inside a library (a checkpoint save): named, one line
+        if e.errno not in RESOURCE_ERRNOS:
+            raise
+        print(f"poft {args.verb}: error: {e.filename or 'writing output'}: {e.strerror}", file=sys.stderr)
         return 2
     return 0
 

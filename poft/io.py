@@ -40,6 +40,7 @@ class NotWritableError(ResourceError):
 _NOT_WRITABLE = {errno.EACCES: "permission denied", errno.EPERM: "operation not permitted",
                  errno.EROFS: "read-only file system"}
 _FULL = {errno.ENOSPC: "no space left on device", errno.EDQUOT: "disk quota exceeded"}
+RESOURCE_ERRNOS = frozenset(_FULL) | frozenset(_NOT_WRITABLE)  # the machine's doing, not the code's
 
 
 def resource_error(e: OSError, path: str | os.PathLike) -> OSError:

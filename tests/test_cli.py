@@ -141,6 +141,13 @@ def test_resource_errors_are_one_named_line(tmp_path, monkeypatch, capsys):
                                        "device (free space on its device, or write the output elsewhere)\n")
     monkeypatch.undo()
 
+    def save_fails(*args, **kwargs):  # a library's own write (a trainer's checkpoint save) on a full disk
+        raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "run" / "model.safetensors"))
+
+    monkeypatch.setattr("poft.data.noise.add_noise", save_fails)
+    assert run("noise", "--data", data, "--rematch-fraction", "0", "--char-rate", "0", "--out", tmp_path / "n.jsonl") == 2
+    assert capsys.readouterr().err == f"poft noise: error: {tmp_path}/run/model.safetensors: No space left on device\n"
+
     (tmp_path / "model").mkdir()
     (tmp_path / "model" / "config.json").write_text("{}")
     assert run("score", "--data", data, "--model", tmp_path / "model", "--out", tmp_path / "s.json") == 2
