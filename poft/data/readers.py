@@ -25,6 +25,8 @@ from poft.data.errors import DataError, DataErrors, Problem, place
 HUB_PREFIX = "hf:"
 _WS = re.compile(r"[ \t\n\r]*")  # JSON's whitespace
 _LITERALS = ("true", "false", "null", "NaN", "Infinity", "-Infinity")
+# Reasons of entries that could not be parsed at all (reports list their lines).
+UNPARSABLE = ("invalid_json", "invalid_utf8", "cut_off_line", "truncated_last_line", "truncated_file")
 
 
 @dataclass

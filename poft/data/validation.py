@@ -12,11 +12,10 @@ from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
 from poft.data.errors import MAX_LISTED, DataErrors, Problem, place
+from poft.data.readers import UNPARSABLE
 
 ROLES = ("system", "user", "assistant")
 FIELDS = ("id", "messages", "meta")
-# Reasons of entries the reader could not parse at all; their lines are listed in the report.
-UNPARSABLE = ("invalid_json", "invalid_utf8", "cut_off_line", "truncated_last_line", "truncated_file")
 
 
 @dataclass
