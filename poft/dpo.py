@@ -110,6 +110,21 @@ def read_pairs(path: str | Path) -> list[dict]:
     return read_jsonl(path).strict()
 
 
+def _weights_checksums_callback():
+    """A callback recording each checkpoint's weight checksums (poft.runs.DPO_WEIGHTS) once TRL has saved it."""
+    from transformers import TrainerCallback
+
+    from poft.runs import DPO_WEIGHTS, weights_checksums
+
+    class WeightsChecksums(TrainerCallback):
+        def on_save(self, args, state, control, **kwargs):
+            if state.is_world_process_zero:
+                ckpt = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+                write_json(ckpt / DPO_WEIGHTS, weights_checksums(ckpt))
+
+    return WeightsChecksums()
+
+
 def run_dpo(model_dir: str, pairs: list[dict], out_dir: str, cfg: DPOConfigSpec,
             chat_template: str | None = None) -> dict:
     """Train `model_dir` with DPO on `pairs` into `out_dir`; returns the metrics also written to dpo_metrics.json.
@@ -123,6 +138,7 @@ def run_dpo(model_dir: str, pairs: list[dict], out_dir: str, cfg: DPOConfigSpec,
     from transformers.trainer_utils import get_last_checkpoint
     from trl import DPOConfig, DPOTrainer
 
+    from poft.runs import CorruptCheckpointError, checkpoint_problem
     from poft.templates import apply_chat_template, template_record
 
     class _OfflineDPOTrainer(DPOTrainer):
@@ -178,6 +194,9 @@ def run_dpo(model_dir: str, pairs: list[dict], out_dir: str, cfg: DPOConfigSpec,
     trainer = _OfflineDPOTrainer(
         model=str(model_dir), args=args, train_dataset=Dataset.from_list(rows), processing_class=tokenizer
     )
+    trainer.add_callback(_weights_checksums_callback())
+    if last_ckpt and (why := checkpoint_problem(last_ckpt)):  # never resume from weights that are not the saved ones
+        raise CorruptCheckpointError(f"{why}; delete {last_ckpt}, or run `poft dpo --safe-resume`, which does")
     t0 = time.time()
     trainer.train(resume_from_checkpoint=last_ckpt)
     runtime = time.time() - t0

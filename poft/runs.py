@@ -22,6 +22,7 @@ log = logging.getLogger(__name__)
 TRAIN_MARKER = "poft_train_config.json"  # poft.training.EpochCheckpoints writes it last in each checkpoint
 TRAINER_STATE = "trainer_state.json"  # transformers writes it last in a checkpoint (poft dpo's, through TRL)
 WEIGHTS_SHA256 = "weights_sha256"  # in TRAIN_MARKER: {file name: sha256} of the checkpoint's *.safetensors
+DPO_WEIGHTS = "poft_weights_sha256.json"  # the same for a `poft dpo` checkpoint (TRL writes the rest)
 
 
 class CorruptCheckpointError(CorruptFileError):
@@ -34,13 +35,19 @@ def weights_checksums(ckpt: str | Path) -> dict[str, str]:
 
 
 def checkpoint_problem(ckpt: str | Path) -> str | None:
-    """Why a complete `poft train` checkpoint cannot be trusted (its marker unreadable, a weight file missing or
-    not matching the sha256 recorded when it was written), or None. Markers from before checksums: None."""
+    """Why a complete `poft train` or `poft dpo` checkpoint cannot be trusted (its record unreadable, a weight file
+    missing or not matching the sha256 recorded when it was written), or None. Checkpoints from before checksums
+    (nothing recorded): None."""
     ckpt = Path(ckpt)
+    record = ckpt / TRAIN_MARKER if (ckpt / TRAIN_MARKER).is_file() else ckpt / DPO_WEIGHTS
+    if not record.is_file():
+        return None
     try:
-        recorded = read_json(ckpt / TRAIN_MARKER).get(WEIGHTS_SHA256, {})
+        recorded = read_json(record)
+        recorded = recorded.get(WEIGHTS_SHA256, {}) if record.name == TRAIN_MARKER else recorded
+        recorded = {str(name): str(digest) for name, digest in recorded.items()}
     except (OSError, ValueError, AttributeError) as e:
-        return f"{ckpt / TRAIN_MARKER}: unreadable ({e})"
+        return f"{record}: unreadable ({e})"
     for name, digest in sorted(recorded.items()):
         path = ckpt / name
         if not path.is_file():
@@ -99,7 +106,7 @@ def prepare_resume(out: str | Path, record: dict, complete_marker: str,
     """Make `out` safe to resume from; returns the checkpoints it deleted.
 
     A checkpoint without `complete_marker` (the file its save writes last) was cut off by a kill: deleted.
-    A `poft train` checkpoint whose weights fail the checksums its marker recorded is corrupt: deleted too (and,
+    A checkpoint whose weights fail the checksums recorded when it was saved is corrupt: deleted too (and,
     when it is the newest, every other one: only the newest holds the optimizer states to resume with).
     If `record` (options, inputs and their fingerprints) differs from the one saved in `out/record_file`, the
     run was made with other options or other input contents, and resuming would silently finish THAT run:
@@ -113,7 +120,7 @@ def prepare_resume(out: str | Path, record: dict, complete_marker: str,
     if doomed:
         log.warning("%s: removing %d %s checkpoint(s): %s", out, len(doomed), "stale" if stale else "incomplete",
                     ", ".join(c.name for c in doomed))
-    if not stale and complete_marker == TRAIN_MARKER:
+    if not stale:
         complete = [c for c in ckpts if c not in doomed]
         corrupt = {c: why for c in complete if (why := checkpoint_problem(c))}
         for ckpt, why in corrupt.items():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 from pathlib import Path
@@ -10,6 +11,7 @@ import pytest
 
 from poft.dpo import DPOConfigSpec, read_pairs, run_dpo, validate_pairs
 from poft.io import read_json, write_jsonl
+from poft.runs import CorruptCheckpointError
 
 CHATML = (
     "{% for message in messages %}"
@@ -161,6 +163,13 @@ def test_resume_from_last_checkpoint(model_dir, tmp_path):
     # a different spec must not silently continue this run's optimizer state
     with pytest.raises(ValueError, match="different DPO run"):
         run_dpo(model_dir, pairs, str(out), DPOConfigSpec(beta=0.5))
+    # weights changed after their checksums were recorded are never resumed from
+    weights = out / "checkpoint-4" / "model.safetensors"
+    assert json.loads((out / "checkpoint-4" / "poft_weights_sha256.json").read_text()) == {
+        "model.safetensors": hashlib.sha256(weights.read_bytes()).hexdigest()}
+    weights.write_bytes(weights.read_bytes()[:-8])
+    with pytest.raises(CorruptCheckpointError, match=f"^{weights}: checksum mismatch"):
+        run_dpo(model_dir, pairs, str(out), cfg)
 
 
 @pytest.mark.parametrize("mutate, message", [
