@@ -36,7 +36,7 @@ from pathlib import Path
 
 import yaml
 
-from .io import read_json, write_json, write_text
+from .io import RESOURCE_ERRNOS, ResourceError, read_json, write_json, write_text
 
 log = logging.getLogger("poft")
 
@@ -246,17 +246,16 @@ def cmd_distill(a) -> None:
 
 
 def cmd_prepare_pairs(a) -> None:
-    from .controls import to_pair
-    from .data import read_rows
-    from .dpo import validate_pairs
+    from .controls import pairs_from_source
+    from .data.readers import read_source
     from .io import write_jsonl
 
-    rows, origin = read_rows(a.source, a.split)
-    pairs = [to_pair(r, i, origin) for i, r in enumerate(rows[: a.limit] if a.limit else rows)]
-    validate_pairs(pairs)
+    read = read_source(a.source, a.split)
+    pairs = pairs_from_source(read, a.limit or None)
     write_jsonl(a.out, pairs)
-    write_json(f"{a.out}.report.json", {"source": origin, "n_rows": len(rows), "n_pairs": len(pairs), "limit": a.limit})
-    log.info("%s: %d preference pairs from %s", a.out, len(pairs), origin)
+    write_json(f"{a.out}.report.json", {"source": read.origin, "n_rows": read.n_entries, "n_pairs": len(pairs),
+                                        "limit": a.limit})
+    log.info("%s: %d preference pairs from %s", a.out, len(pairs), read.origin)
 
 
 def cmd_report(a) -> None:
@@ -696,10 +695,16 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         args.func(args)
-    except (ValueError, KeyError, FileNotFoundError) as e:
-        # Bad input is the user's to fix: one clear line, not a traceback.
+    except (ValueError, KeyError, FileNotFoundError, ResourceError) as e:
+        # Bad input, a full disk, an unwritable output dir are the user's to fix: a clear message (every problem
+        # of a data file, one per line), not a traceback.
         msg = e.args[0] if isinstance(e, KeyError) and e.args else str(e)
         print(f"poft {args.verb}: error: {msg}", file=sys.stderr)
+        return 2
+    except OSError as e:  # a full disk or a permission met inside a library (a checkpoint save): named, one line
+        if e.errno not in RESOURCE_ERRNOS:
+            raise
+        print(f"poft {args.verb}: error: {e.filename or 'writing output'}: {e.strerror}", file=sys.stderr)
         return 2
     return 0
 

@@ -32,10 +32,12 @@ def _convert(key: str, value: Any, hint: Any) -> Any:
             raise ValueError(f"option {key!r}: expected {hint.__name__}, got {value!r}")
         try:
             converted = hint(value)
-        except (TypeError, ValueError):
-            raise ValueError(f"option {key!r}: expected {hint.__name__}, got {value!r}") from None
+        except (TypeError, ValueError, OverflowError):  # OverflowError: int(inf), float(10**400)
+            raise ValueError(f"option {key!r}: expected {hint.__name__}, got {value!r:.60}") from None
         if hint is int and isinstance(value, float) and value != converted:
             raise ValueError(f"option {key!r}: expected int, got {value!r}")
+        if converted != converted:  # NaN: no option means anything with it
+            raise ValueError(f"option {key!r}: expected a number, got {value!r}")
         return converted
     if hint is str:
         if isinstance(value, (dict, list)):

@@ -12,6 +12,9 @@ from __future__ import annotations
 
 import random
 
+from .data.errors import DataError, DataErrors, Problem
+from .data.readers import SourceRows
+
 # ---------------------------------------------------------------------------------------------------------
 # Control K1: PoFT with the quality signal destroyed
 # ---------------------------------------------------------------------------------------------------------
@@ -88,34 +91,92 @@ def distill_dataset(conversations: list[dict], replies: list[str], generator: st
 # ---------------------------------------------------------------------------------------------------------
 
 
-def _messages(value, where: str, field: str) -> list[dict]:
+class _PairRowError(Exception):
+    def __init__(self, problem: Problem):
+        self.problem = problem
+
+
+def _messages(value, field: str) -> list[dict]:
     if isinstance(value, str):
         return [{"role": "assistant" if field != "prompt" else "user", "content": value}]
-    if not isinstance(value, list) or not all(isinstance(m, dict) and "role" in m and "content" in m for m in value):
-        raise ValueError(f"{where}: field {field!r}: expected a string or a list of {{role, content}} messages")
+    if not isinstance(value, list) or not value or not all(isinstance(m, dict) and "role" in m and "content" in m
+                                                           for m in value):
+        raise _PairRowError(Problem("bad_field", field, "expected a string or a non-empty list of {role, content} "
+                                                        "messages"))
     return [{"role": m["role"], "content": m["content"]} for m in value]
 
 
-def to_pair(row: dict, index: int, origin: str) -> dict:
+def _pair(row: dict, index: int) -> dict:
+    if not isinstance(row, dict):
+        raise _PairRowError(Problem("not_an_object", "", f"expected a JSON object, got {type(row).__name__}"))
+    for field in ("prompt", "chosen", "rejected"):
+        if field not in row:
+            raise _PairRowError(Problem("missing_field", "", f"missing field {field!r}"))
+    chosen, rejected = _messages(row["chosen"], "chosen"), _messages(row["rejected"], "rejected")
+    if len(chosen) > 1 or len(rejected) > 1:  # full conversations: the prompt is everything before the reply
+        if chosen[:-1] != rejected[:-1]:
+            raise _PairRowError(Problem("bad_field", "", "chosen and rejected conversations differ before their "
+                                                         "last message"))
+        prompt = chosen[:-1]
+    else:
+        prompt = _messages(row["prompt"], "prompt")
+    for field, msgs in (("chosen", chosen), ("rejected", rejected)):
+        if msgs[-1]["role"] != "assistant":
+            raise _PairRowError(Problem("bad_field", field, "the last message is not an assistant reply"))
+    pid = row.get("id", row.get("prompt_id"))
+    if pid is None:
+        pid = index
+    if isinstance(pid, bool) or not isinstance(pid, (str, int)):
+        raise _PairRowError(Problem("bad_id", "id", f"expected a string or an integer, got {type(pid).__name__}"))
+    return {"id": str(pid), "prompt": prompt, "chosen": chosen[-1:], "rejected": rejected[-1:]}
+
+
+def _claimed_id(row) -> object:
+    return row.get("id", row.get("prompt_id")) if isinstance(row, dict) else None
+
+
+def to_pair(row: dict, index: int, origin: str, line: int | None = None) -> dict:
     """One preference row -> {"id", "prompt": [messages], "chosen": [assistant], "rejected": [assistant]}.
 
     Accepts TRL's layout (prompt = messages, chosen/rejected = the reply) and UltraFeedback-binarized's (prompt
     a string, chosen/rejected full conversations that repeat the prompt): there the shared prefix is the prompt
-    and the final assistant message the reply.
+    and the final assistant message the reply. A bad row raises `DataError` naming origin, row (or line), id
+    and field.
     """
-    where = f"{origin}: row {index} (id={row.get('id', row.get('prompt_id'))!r})"
-    for field in ("prompt", "chosen", "rejected"):
-        if field not in row:
-            raise ValueError(f"{where}: missing field {field!r}")
-    chosen, rejected = _messages(row["chosen"], where, "chosen"), _messages(row["rejected"], where, "rejected")
-    if len(chosen) > 1 or len(rejected) > 1:  # full conversations: the prompt is everything before the reply
-        if chosen[:-1] != rejected[:-1]:
-            raise ValueError(f"{where}: chosen and rejected conversations differ before their last message")
-        prompt = chosen[:-1]
-    else:
-        prompt = _messages(row["prompt"], where, "prompt")
-    for field, msgs in (("chosen", chosen), ("rejected", rejected)):
-        if msgs[-1]["role"] != "assistant":
-            raise ValueError(f"{where}: field {field!r}: the last message is not an assistant reply")
-    pid = row.get("id", row.get("prompt_id", index))
-    return {"id": str(pid), "prompt": prompt, "chosen": chosen[-1:], "rejected": rejected[-1:]}
+    try:
+        return _pair(row, index)
+    except _PairRowError as e:
+        problem = e.problem.at(origin, row=index, line=line, conv_id=_as_text(_claimed_id(row)))
+        raise DataError(problem.message, [problem], {problem.reason: 1}) from None
+
+
+def _as_text(value) -> str | None:
+    return str(value) if isinstance(value, (str, int)) and not isinstance(value, bool) else None
+
+
+def pairs_from_source(read: SourceRows, limit: int | None = None) -> list[dict]:
+    """The first `limit` entries (all: None) of a preference source as checked pairs; one `DataError` lists every
+    entry that is not one (unparsable, malformed, or failing `poft.dpo.validate_pairs`'s checks)."""
+    from .dpo import pair_problem
+
+    errors, pairs, n = DataErrors(read.origin), [], 0
+    for entry in read.in_order():
+        if limit is not None and n >= limit:
+            break
+        n += 1
+        if isinstance(entry, Problem):
+            errors.add(entry)
+            continue
+        i, row = entry
+        index, line = read.index[i], read.line_of(i)
+        try:
+            pair = _pair(row, index)
+        except _PairRowError as e:
+            errors.add(e.problem.at(read.origin, row=index, line=line, conv_id=_as_text(_claimed_id(row))))
+            continue
+        if problem := pair_problem(pair):
+            errors.add(problem.at(read.origin, row=index, line=line, conv_id=pair["id"]))
+            continue
+        pairs.append(pair)
+    errors.raise_if_any(n, "entries")
+    return pairs

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from poft.config import from_mapping
+from poft.data.errors import DataErrors, Problem
 from poft.io import read_json, write_json
 
 FIELDS = ("prompt", "chosen", "rejected")
@@ -73,32 +74,55 @@ class DPOConfigSpec:
         return asdict(self)
 
 
-def validate_pairs(pairs: list[dict]) -> None:
-    """Raise ValueError naming the first bad pair (row index, id, field)."""
+def pair_problem(pair: Any) -> Problem | None:
+    """The first thing wrong with one pair (field and detail), or None."""
+    if not isinstance(pair, dict):
+        return Problem("not_an_object", "", f"expected a JSON object, got {type(pair).__name__}")
+    for name in FIELDS:
+        if name not in pair:
+            return Problem("missing_field", "", f"missing field '{name}'")
+        msgs = pair[name]
+        if not isinstance(msgs, list) or not msgs:
+            return Problem("bad_field", name, "must be a non-empty list of {role, content} messages")
+        for m in msgs:
+            if not isinstance(m, dict) or not isinstance(m.get("role"), str):
+                return Problem("bad_field", name, "has a message without a 'role'")
+            if not isinstance(m.get("content"), str) or not m["content"].strip():
+                return Problem("empty_content", name, "empty content")
+    if pair["chosen"] == pair["rejected"]:
+        return Problem("identical", "", "chosen and rejected are identical")
+    return None
+
+
+def validate_pairs(pairs: list[dict], origin: str = "pairs") -> None:
+    """Raise one `DataError` (a ValueError) naming every bad pair: row index, id and field."""
+    errors = DataErrors(origin)
     for i, pair in enumerate(pairs):
-        where = f"pairs row {i} (id={pair.get('id') if isinstance(pair, dict) else None})"
-        if not isinstance(pair, dict):
-            raise ValueError(f"{where}: not a JSON object")
-        for name in FIELDS:
-            if name not in pair:
-                raise ValueError(f"{where}: missing field '{name}'")
-            msgs = pair[name]
-            if not isinstance(msgs, list) or not msgs:
-                raise ValueError(f"{where}: field '{name}' must be a non-empty list of {{role, content}} messages")
-            for m in msgs:
-                if not isinstance(m, dict) or not isinstance(m.get("role"), str):
-                    raise ValueError(f"{where}: field '{name}' has a message without a 'role'")
-                if not isinstance(m.get("content"), str) or not m["content"].strip():
-                    raise ValueError(f"{where}: empty content in field '{name}'")
-        if pair["chosen"] == pair["rejected"]:
-            raise ValueError(f"{where}: chosen and rejected are identical")
+        if problem := pair_problem(pair):
+            errors.add(problem.at(origin, row=i, conv_id=pair.get("id") if isinstance(pair, dict) else None))
+    errors.raise_if_any(len(pairs), "pairs")
 
 
 def read_pairs(path: str | Path) -> list[dict]:
     """Read preference pairs from JSONL (blank lines skipped); malformed lines name the file and line number."""
-    from poft.data.readers import FILE_READERS
+    from poft.data.readers import read_jsonl
 
-    return FILE_READERS[".jsonl"](Path(path), str(path))
+    return read_jsonl(path).strict()
+
+
+def _weights_checksums_callback():
+    """A callback recording each checkpoint's weight checksums (poft.runs.DPO_WEIGHTS) once TRL has saved it."""
+    from transformers import TrainerCallback
+
+    from poft.runs import DPO_WEIGHTS, weights_checksums
+
+    class WeightsChecksums(TrainerCallback):
+        def on_save(self, args, state, control, **kwargs):
+            if state.is_world_process_zero:
+                ckpt = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+                write_json(ckpt / DPO_WEIGHTS, weights_checksums(ckpt))
+
+    return WeightsChecksums()
 
 
 def run_dpo(model_dir: str, pairs: list[dict], out_dir: str, cfg: DPOConfigSpec,
@@ -114,6 +138,7 @@ def run_dpo(model_dir: str, pairs: list[dict], out_dir: str, cfg: DPOConfigSpec,
     from transformers.trainer_utils import get_last_checkpoint
     from trl import DPOConfig, DPOTrainer
 
+    from poft.runs import CorruptCheckpointError, checkpoint_problem
     from poft.templates import apply_chat_template, template_record
 
     class _OfflineDPOTrainer(DPOTrainer):
@@ -169,6 +194,9 @@ def run_dpo(model_dir: str, pairs: list[dict], out_dir: str, cfg: DPOConfigSpec,
     trainer = _OfflineDPOTrainer(
         model=str(model_dir), args=args, train_dataset=Dataset.from_list(rows), processing_class=tokenizer
     )
+    trainer.add_callback(_weights_checksums_callback())
+    if last_ckpt and (why := checkpoint_problem(last_ckpt)):  # never resume from weights that are not the saved ones
+        raise CorruptCheckpointError(f"{why}; delete {last_ckpt}, or run `poft dpo --safe-resume`, which does")
     t0 = time.time()
     trainer.train(resume_from_checkpoint=last_ckpt)
     runtime = time.time() - t0

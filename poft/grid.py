@@ -2,8 +2,8 @@
 score files exist, and how each maps to a report record. Pure Python (no torch), so that `snakemake -n` plans
 the paper's grid in a second; `workflows/rules/common.smk` turns it into paths.
 
-    from poft.grid import expand
-    grid = expand(config)            # config: validated against workflows/schemas/config.schema.yaml
+    from poft.grid import check_config, expand
+    grid = expand(check_config(config, schema))   # schema: workflows/schemas/config.schema.yaml
     grid.runs["micro-mistral/openhermes/full/poft-seed0"]  -> Run(...)
 
 Grid blocks (config key `grid`), each with bases x datasets x methods x seeds and its own epoch count:
@@ -18,6 +18,7 @@ A run asked for by two blocks is one run; asked for with two epoch counts it is 
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field
 
 from .templates import resolve_chat_template
@@ -32,6 +33,39 @@ BLOCKS = ("main", "filters", "dpo", "noise", "shuffled", "distill")
 
 class ConfigError(ValueError):
     """A config that cannot be planned; the message starts with the config key at fault."""
+
+
+def check_config(config: dict, schema: dict) -> dict:
+    """`config` checked against the JSON schema, with the schema's defaults filled in (a copy): what `expand` and
+    the rules may rely on. The schema's most relevant error is one ConfigError that leads with its key (a JSON
+    schema validator's own message dumps the schema and names the key last)."""
+    import jsonschema
+
+    validator = jsonschema.validators.validator_for(schema)
+    error = jsonschema.exceptions.best_match(validator(schema).iter_errors(config))
+    if error is not None:
+        key = ".".join(map(str, error.absolute_path)) or "(top level)"
+        raise ConfigError(f"{key}: {error.message}")
+    filled = copy.deepcopy(config)
+    _with_defaults(validator)(schema).validate(filled)
+    return filled
+
+
+def _with_defaults(validator):
+    """A validator class that also fills each missing property that has a `default` (as Snakemake's
+    `validate(..., set_default=True)` does)."""
+    import jsonschema
+
+    check_properties = validator.VALIDATORS["properties"]
+
+    def properties(checker, props, instance, schema):
+        if isinstance(instance, dict):
+            for name, sub in props.items():
+                if isinstance(sub, dict) and "default" in sub and name not in instance:
+                    instance[name] = copy.deepcopy(sub["default"])
+        yield from check_properties(checker, props, instance, schema)
+
+    return jsonschema.validators.extend(validator, {"properties": properties})
 
 
 @dataclass(frozen=True)

@@ -1,13 +1,19 @@
-"""Atomic file output and small readers shared by every stage.
+"""Atomic file output, checksummed caches and small readers shared by every stage.
 
 Every file poft writes goes through `atomic_path`: the content is written to a temporary file in the same
 directory and renamed into place, so a crash leaves either the old file or the new one, never a half
-written one that a re-run would trust.
+written one that a re-run would trust. A full disk or an unwritable place is one named `ResourceError` that
+says which path, not an errno from deep inside a library.
+
+Cached artefacts (score shards, per-item files) carry `"checksum": sha256 of their canonical JSON payload`:
+a file damaged after it was written (a bad disk, a partial copy, a hand edit) fails `verify_checksum` and is
+recomputed or refused, never used.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
@@ -16,19 +22,70 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 
+class ResourceError(OSError):
+    """The machine, not the input, stops a write: the message names the path and what to do; `errno` is kept."""
+
+    def __str__(self) -> str:
+        return str(self.strerror)
+
+
+class DiskFullError(ResourceError):
+    """No space (or quota) left on the device that holds the path."""
+
+
+class NotWritableError(ResourceError):
+    """The path's directory cannot be written: no permission, or a read-only file system."""
+
+
+_NOT_WRITABLE = {errno.EACCES: "permission denied", errno.EPERM: "operation not permitted",
+                 errno.EROFS: "read-only file system"}
+_FULL = {errno.ENOSPC: "no space left on device", errno.EDQUOT: "disk quota exceeded"}
+RESOURCE_ERRNOS = frozenset(_FULL) | frozenset(_NOT_WRITABLE)  # the machine's doing, not the code's
+
+
+def resource_error(e: OSError, path: str | os.PathLike) -> OSError:
+    """The named error for an OSError met while writing `path` (or `e` itself when it is something else)."""
+    if isinstance(e, ResourceError):
+        return e
+    if e.errno in _FULL:
+        return DiskFullError(e.errno, f"{path}: cannot write, {_FULL[e.errno]} (free space on its device, or write "
+                                      "the output elsewhere)")
+    if e.errno in _NOT_WRITABLE:
+        where = e.filename or Path(path).parent
+        return NotWritableError(e.errno, f"{path}: cannot write, {_NOT_WRITABLE[e.errno]} on {where} (choose a "
+                                         "writable output directory)")
+    return e
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path next to `path`; rename it onto `path` only if the block succeeds."""
+    """Yield a temporary path next to `path`; rename it onto `path` only if the block succeeds.
+
+    Disk full and unwritable directories, met anywhere (mkdir, the temporary file, the block's writes, the
+    rename), raise `DiskFullError` / `NotWritableError` naming `path`; the temporary file is removed.
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        os.close(fd)
+    except OSError as e:
+        error = resource_error(e, path)
+        if error is e:
+            raise
+        raise error from e
     tmp = Path(tmp)
     try:
         yield tmp
         os.replace(tmp, path)
+    except OSError as e:
+        error = resource_error(e, path)
+        if error is e:
+            raise
+        raise error from e
     finally:
-        tmp.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
 
 
 def write_text(path: str | os.PathLike, text: str) -> None:
@@ -63,3 +120,53 @@ def canonical_json(obj: Any) -> str:
 
 def sha256_text(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Checksummed caches
+# ---------------------------------------------------------------------------------------------------------
+
+CHECKSUM = "checksum"
+
+
+class CorruptFileError(ValueError):
+    """A cached file whose content is not what was written: unreadable, truncated, or not matching its checksum."""
+
+
+def payload_checksum(obj: dict) -> str:
+    """`sha256:<hex>` of the canonical JSON of `obj` without its own checksum field."""
+    return "sha256:" + sha256_text(canonical_json({k: v for k, v in obj.items() if k != CHECKSUM}))
+
+
+def with_checksum(obj: dict) -> dict:
+    return {**obj, CHECKSUM: payload_checksum(obj)}
+
+
+def verify_checksum(obj: Any, where: str | os.PathLike) -> dict:
+    """`obj` if it is an object whose `checksum` matches its payload, else `CorruptFileError` naming `where`."""
+    if not isinstance(obj, dict):
+        raise CorruptFileError(f"{where}: expected a JSON object, got {type(obj).__name__}")
+    if CHECKSUM not in obj:
+        raise CorruptFileError(f"{where}: no checksum (written by an older poft, or edited)")
+    if obj[CHECKSUM] != payload_checksum(obj):
+        raise CorruptFileError(f"{where}: checksum mismatch, the content changed after it was written")
+    return obj
+
+
+def read_checked_json(path: str | os.PathLike) -> dict:
+    """A checksummed JSON object; a file that is unreadable, truncated (not JSON) or fails its checksum raises
+    `CorruptFileError` naming it."""
+    try:
+        obj = read_json(path)
+    except (OSError, ValueError, RecursionError) as e:
+        raise CorruptFileError(f"{path}: unreadable or truncated ({e})") from None
+    return verify_checksum(obj, path)
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """sha256 of a file's bytes, read in 16 MiB blocks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 24), b""):
+            h.update(block)
+    return h.hexdigest()

@@ -3,6 +3,7 @@ the report records of its evaluations. Imports nothing heavy: evaluation jobs re
 
     run_checkpoints("work/micro/runs/<run>")        -> {1: Path(.../checkpoint-19), 2: ..., 3: ...}
     prepare_resume(out, record, "poft_train_config.json")   # before `poft train --safe-resume` resumes
+    checkpoint_problem(".../checkpoint-19")                 # None, or why its weights cannot be trusted
     records_from_index(read_json(".../evaluation.json"))    # -> poft.report records, one per metrics file
     read_items(record["metrics_file"])                      # its per-item scores (poft.evaluation.items)
 """
@@ -14,12 +15,46 @@ import logging
 import shutil
 from pathlib import Path
 
-from .io import read_json
+from .io import CorruptFileError, file_sha256, read_json
 
 log = logging.getLogger(__name__)
 
 TRAIN_MARKER = "poft_train_config.json"  # poft.training.EpochCheckpoints writes it last in each checkpoint
 TRAINER_STATE = "trainer_state.json"  # transformers writes it last in a checkpoint (poft dpo's, through TRL)
+WEIGHTS_SHA256 = "weights_sha256"  # in TRAIN_MARKER: {file name: sha256} of the checkpoint's *.safetensors
+DPO_WEIGHTS = "poft_weights_sha256.json"  # the same for a `poft dpo` checkpoint (TRL writes the rest)
+
+
+class CorruptCheckpointError(CorruptFileError):
+    """A checkpoint whose weights are not the ones its save recorded (a bad disk, a partial copy)."""
+
+
+def weights_checksums(ckpt: str | Path) -> dict[str, str]:
+    """{file name: sha256} of a checkpoint's weight files, recorded in its marker when it is saved."""
+    return {f.name: file_sha256(f) for f in sorted(Path(ckpt).glob("*.safetensors"))}
+
+
+def checkpoint_problem(ckpt: str | Path) -> str | None:
+    """Why a complete `poft train` or `poft dpo` checkpoint cannot be trusted (its record unreadable, a weight file
+    missing or not matching the sha256 recorded when it was written), or None. Checkpoints from before checksums
+    (nothing recorded): None."""
+    ckpt = Path(ckpt)
+    record = ckpt / TRAIN_MARKER if (ckpt / TRAIN_MARKER).is_file() else ckpt / DPO_WEIGHTS
+    if not record.is_file():
+        return None
+    try:
+        recorded = read_json(record)
+        recorded = recorded.get(WEIGHTS_SHA256, {}) if record.name == TRAIN_MARKER else recorded
+        recorded = {str(name): str(digest) for name, digest in recorded.items()}
+    except (OSError, ValueError, AttributeError) as e:
+        return f"{record}: unreadable ({e})"
+    for name, digest in sorted(recorded.items()):
+        path = ckpt / name
+        if not path.is_file():
+            return f"{path}: missing (its checksum was recorded when the checkpoint was saved)"
+        if file_sha256(path) != digest:
+            return f"{path}: checksum mismatch, the weights changed after the checkpoint was saved"
+    return None
 
 
 def epoch_checkpoints(run_dir: str | Path) -> dict[int, Path]:
@@ -71,24 +106,41 @@ def prepare_resume(out: str | Path, record: dict, complete_marker: str,
     """Make `out` safe to resume from; returns the checkpoints it deleted.
 
     A checkpoint without `complete_marker` (the file its save writes last) was cut off by a kill: deleted.
+    A checkpoint whose weights fail the checksums recorded when it was saved is corrupt: deleted too (and,
+    when it is the newest, every other one: only the newest holds the optimizer states to resume with).
     If `record` (options, inputs and their fingerprints) differs from the one saved in `out/record_file`, the
     run was made with other options or other input contents, and resuming would silently finish THAT run:
     every checkpoint and completion file is deleted, and training starts over.
     """
     out = Path(out)
-    ckpts = sorted(out.glob("checkpoint-*"))
+    ckpts = sorted(out.glob("checkpoint-*"), key=lambda c: _step(c))
     saved = out / record_file
     stale = saved.is_file() and read_json(saved) != record
     doomed = ckpts if stale else [c for c in ckpts if not (c / complete_marker).is_file()]
     if doomed:
         log.warning("%s: removing %d %s checkpoint(s): %s", out, len(doomed), "stale" if stale else "incomplete",
                     ", ".join(c.name for c in doomed))
+    if not stale:
+        complete = [c for c in ckpts if c not in doomed]
+        corrupt = {c: why for c in complete if (why := checkpoint_problem(c))}
+        for ckpt, why in corrupt.items():
+            log.warning("%s: removing corrupt checkpoint: %s", out, why)
+        # Optimizer states live in the newest checkpoint only: with it corrupt, no other resumes exactly.
+        if complete and complete[-1] in corrupt:
+            corrupt.update({c: "" for c in complete})
+            log.warning("%s: the newest checkpoint was corrupt; training starts over", out)
+        doomed += [c for c in complete if c in corrupt]
     for ckpt in doomed:
         shutil.rmtree(ckpt)
     if stale:
         for name in ("train_summary.json", "dpo_config.json", "dpo_metrics.json"):
             (out / name).unlink(missing_ok=True)
     return doomed
+
+
+def _step(ckpt: Path) -> int:
+    tail = ckpt.name.rsplit("-", 1)[-1]
+    return int(tail) if tail.isdigit() else -1
 
 
 def records_from_index(index: dict, origin: str = "evaluation index") -> list[dict]:

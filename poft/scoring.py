@@ -26,7 +26,8 @@ from torch.utils.checkpoint import checkpoint
 
 from . import __version__
 from .chat import IGNORE_INDEX, TokenizationReport, TokenizedChat, template_hash, tokenize_chat, response_only
-from .io import canonical_json, read_json, sha256_text, write_json
+from .data.errors import DataErrors, Problem
+from .io import CorruptFileError, canonical_json, read_checked_json, read_json, sha256_text, with_checksum, write_json
 
 log = logging.getLogger(__name__)
 
@@ -178,12 +179,26 @@ def resolve_dtype(dtype: str, device: str) -> torch.dtype:
     return table[dtype]
 
 
+class MissingWeightsError(FileNotFoundError):
+    """A local model directory without weight files (an interrupted download or copy, a tokenizer-only dir)."""
+
+
+# What transformers loads weights from: single files, or the index of a sharded checkpoint.
+WEIGHT_PATTERNS = ("*.safetensors", "pytorch_model*.bin", "model.safetensors.index.json",
+                   "pytorch_model.bin.index.json")
+
+
 def model_path(source: str) -> str:
-    """'hf:<repo id>' -> the repo id (loaded through the HF cache / hub); anything else is a local directory."""
+    """'hf:<repo id>' -> the repo id (loaded through the HF cache / hub); anything else is a local directory,
+    which must hold weights: their absence is a `MissingWeightsError` here, not an OSError deep in transformers."""
     if source.startswith("hf:"):
         return source[3:]
-    if not Path(source).is_dir():
+    root = Path(source)
+    if not root.is_dir():
         raise FileNotFoundError(f"model {source!r}: no such directory (use 'hf:<repo id>' for hub models)")
+    if not any(f.is_file() for pattern in WEIGHT_PATTERNS for f in root.glob(pattern)):
+        raise MissingWeightsError(f"model {source!r}: no weights in the directory (expected one of: "
+                                  f"{', '.join(WEIGHT_PATTERNS)}); was its download or save interrupted?")
     return source
 
 
@@ -296,6 +311,22 @@ def _score_shard(model, tokenizer, conversations, spec: ScoreSpec, report: Token
     return rows
 
 
+def _saved_shard(path: Path, key: dict) -> list[dict] | None:
+    """The rows of a shard a previous run saved, if it holds this key and is intact; else None (rescore it). A
+    corrupt or truncated shard is never used: it fails its checksum and is named in a warning."""
+    if not path.exists():
+        return None
+    try:
+        saved = read_checked_json(path)
+    except CorruptFileError as e:
+        log.warning("%s; rescoring", e)
+        return None
+    if saved.get("key") != key:
+        log.warning("%s: key differs from this run, rescoring", path)
+        return None
+    return saved["rows"]
+
+
 def score_dataset(
     model, tokenizer, conversations: list[dict], out_path: str | Path, *, spec: ScoreSpec, model_name: str,
     dataset_fingerprint: str, progress: bool = True, weights: str | None = None,
@@ -305,7 +336,7 @@ def score_dataset(
     weights: the model's `weights_fingerprint` (default: `state_fingerprint` of the loaded model).
     Work is cut into shards of spec.shard_size samples saved under <out_path>.shards/; a re-run after a crash
     reuses a shard only if its key still matches: kind, model weights, template, max_length, dtype and the
-    content of its conversations — never just their names or ids.
+    content of its conversations — never just their names or ids — and its content its checksum.
     """
     out_path = Path(out_path)
     meta = {
@@ -329,16 +360,14 @@ def score_dataset(
         key = {**{m: meta[m] for m in ("kind", "weights", "template_hash", "max_length", "dtype")},
                "conversations": conversations_fingerprint(part)}
         shard_file = shard_dir / f"shard-{k:05d}-of-{n_shards:05d}.json"
-        if shard_file.exists():
-            saved = read_json(shard_file)
-            if saved.get("key") == key:
-                rows.extend(saved["rows"])
-                for r in saved["rows"]:  # counts for the report come back with the shard
-                    report.add(r["id"], TokenizedChat([], [], r["truncated"], r["n_tokens"]))
-                continue
-            log.warning("%s: key differs from this run, rescoring", shard_file)
+        saved = _saved_shard(shard_file, key)
+        if saved is not None:
+            rows.extend(saved)
+            for r in saved:  # counts for the report come back with the shard
+                report.add(r["id"], TokenizedChat([], [], r["truncated"], r["n_tokens"]))
+            continue
         shard_rows = _score_shard(model, tokenizer, part, spec, report, progress)
-        write_json(shard_file, {"key": key, "rows": shard_rows})
+        write_json(shard_file, with_checksum({"key": key, "rows": shard_rows}))
         rows.extend(shard_rows)
     meta["tokenization"] = report.to_dict()
     meta["seconds"] = round(time.time() - started, 3)
@@ -360,18 +389,51 @@ class ScoreFileError(ValueError):
     """A score file that does not belong with the data or the other score files."""
 
 
+def _score_value(x) -> bool:
+    """A score is a finite number, or None (a sample the model could not score)."""
+    return x is None or (isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x))
+
+
+def _row_problem(row) -> Problem | None:
+    if not isinstance(row, dict):
+        return Problem("not_an_object", "", f"expected a JSON object, got {type(row).__name__}")
+    for key in ("id", "score"):
+        if key not in row:
+            return Problem("missing_field", "", f"missing field {key!r}")
+    if not isinstance(row["id"], str) or not row["id"]:
+        return Problem("bad_id", "id", f"expected a non-empty string, got {row['id']!r:.60}")
+    if not _score_value(row["score"]):
+        return Problem("bad_score", "score", f"expected a finite number or null, got {row['score']!r:.60}")
+    per_model = row.get("scores")
+    if per_model is not None and not (isinstance(per_model, dict) and all(map(_score_value, per_model.values()))):
+        return Problem("bad_score", "scores", "expected an object of model name -> finite number or null")
+    return None
+
+
 def read_scores(path: str | Path) -> dict:
-    """A score file written by `score_dataset` or `merge_scores`, checked for shape."""
+    """A score file written by `score_dataset` or `merge_scores`, checked for shape: one `ScoreFileError` lists
+    every bad row (id, score, per-model scores; duplicate ids)."""
     try:
         obj = read_json(path)
-    except (OSError, ValueError) as e:
+    except (OSError, ValueError, RecursionError) as e:
         raise ScoreFileError(f"{path}: cannot read score file ({e})") from e
     if not isinstance(obj, dict) or "meta" not in obj or "rows" not in obj:
         raise ScoreFileError(f"{path}: not a poft score file (expected keys 'meta' and 'rows')")
+    for key, kind in (("meta", dict), ("rows", list)):
+        if not isinstance(obj[key], kind):
+            raise ScoreFileError(f"{path}: field {key!r}: expected {'an object' if kind is dict else 'a list'}, "
+                                 f"got {type(obj[key]).__name__}")
+    errors, first = DataErrors(str(path)), {}
     for i, row in enumerate(obj["rows"]):
-        for key in ("id", "score"):
-            if key not in row:
-                raise ScoreFileError(f"{path}: row {i}: missing field {key!r}")
+        problem = _row_problem(row)
+        if problem is None and row["id"] in first:
+            problem = Problem("duplicate_id", "id", f"duplicate id (first seen at row {first[row['id']]})")
+        if problem is not None:
+            errors.add(problem.at(str(path), row=i, conv_id=row.get("id") if isinstance(row, dict) else None))
+        else:
+            first[row["id"]] = i
+    if len(errors):
+        raise ScoreFileError(str(errors.error(len(obj["rows"])))) from None
     return obj
 
 
@@ -383,6 +445,9 @@ def merge_scores(paths: list[str | Path], names: list[str] | None = None) -> dic
     """
     files = [read_scores(p) for p in paths]
     names = names or [f["meta"].get("model", str(p)) for f, p in zip(files, paths)]
+    for name, p in zip(names, paths):
+        if not isinstance(name, str) or not name:
+            raise ScoreFileError(f"{p}: field 'meta.model': expected a model name, got {name!r:.60}; pass --names")
     if len(set(names)) != len(names):
         raise ScoreFileError(f"duplicate aligned model names {names}; pass distinct names")
     first, ref = files[0], str(paths[0])

@@ -29,7 +29,8 @@ from .config import from_mapping
 from .chat import IGNORE_INDEX, TokenizationReport, tokenize_chat
 from .io import write_json
 from .losses import ObjectiveInputs, get_objective
-from .runs import TRAIN_MARKER, epoch_checkpoints
+from .runs import TRAIN_MARKER, WEIGHTS_SHA256, CorruptCheckpointError, checkpoint_problem, epoch_checkpoints, \
+    weights_checksums
 from .scoring import pad_batch, pad_token_id, target_logps, token_logprobs
 
 log = logging.getLogger(__name__)
@@ -215,8 +216,11 @@ class EpochCheckpoints(TrainerCallback):
         if not state.is_world_process_zero:
             return
         ckpt = Path(args.output_dir) / f"checkpoint-{state.global_step}"
-        write_json(ckpt / TRAIN_MARKER, {**self.record, "epoch": round(state.epoch or 0)})
         write_json(ckpt / "batch_ids.json", self.trainer.seen_ids)
+        # The marker is written last (a checkpoint without it was cut off) and records the weights' checksums, so
+        # that a resume can prove them intact.
+        write_json(ckpt / TRAIN_MARKER, {**self.record, "epoch": round(state.epoch or 0),
+                                         WEIGHTS_SHA256: weights_checksums(ckpt)})
         self.trainer.seen_ids = []
         for old in sorted(Path(args.output_dir).glob("checkpoint-*"), key=_step):
             if old != ckpt:
@@ -284,6 +288,8 @@ def train(
         raise RuntimeError(f"{out_dir}: {', '.join(cut)} cut off before completion (no {TRAIN_MARKER}); "
                            "delete them, or run `poft train --safe-resume`, which does")
     resume = get_last_checkpoint(str(out_dir)) if out_dir.exists() else None
+    if resume and (why := checkpoint_problem(resume)):  # never resume from weights that are not the saved ones
+        raise CorruptCheckpointError(f"{why}; delete {resume}, or run `poft train --safe-resume`, which does")
     if resume:
         log.info("resuming from %s", resume)
     started = time.time()

@@ -1,6 +1,7 @@
 """The `poft` verbs end to end on local files: prepare -> score x2 -> merge -> filter -> train, and bad input."""
 
 import json
+from pathlib import Path
 
 import pytest
 from conftest import TEMPLATES, make_tokenizer, tiny_llama
@@ -60,7 +61,7 @@ def test_bad_inputs_give_one_clear_line(workspace, capsys):
     (w / "bad.jsonl").write_text('{"conversations": [{"from": "human", "value": "hi"}, {"from": "bot", "value": "x"}]}\n')
     assert run("prepare", "--source", w / "bad.jsonl", "--format", "sharegpt", "--out", w / "x.jsonl") == 2
     err = capsys.readouterr().err
-    assert "poft prepare: error:" in err and "bad.jsonl: row 0" in err and "'bot'" in err
+    assert "poft prepare: error:" in err and "bad.jsonl: line 1" in err and "'bot'" in err
     # Scores of other data are refused by train and filter.
     (w / "other.jsonl").write_text((w / "data.jsonl").read_text().replace("the", "THE", 1))
     assert run("train", "--data", w / "other.jsonl", "--model", w / "target", "--scores", w / "merged.json",
@@ -79,6 +80,7 @@ def test_a_base_model_without_chat_template_trains_with_a_named_one(tmp_path, ca
 
     from poft.chat import template_hash
     from poft.data import save_conversations
+    from poft.io import write_json
     from poft.scoring import load_model_and_tokenizer
 
     tok = make_tokenizer("zephyr")
@@ -102,3 +104,54 @@ def test_a_base_model_without_chat_template_trains_with_a_named_one(tmp_path, ca
 
     assert run(*args, "--chat-template", "zephir", "--out", tmp_path / "typo") == 2
     assert "unknown chat template 'zephir'; valid: chatml" in capsys.readouterr().err
+
+
+def test_resource_errors_are_one_named_line(tmp_path, monkeypatch, capsys):
+    """An unwritable output dir, a full disk and a model dir without weights: exit 2, one line naming the path."""
+    import errno
+    import tempfile
+
+    from poft.data import save_conversations
+    from poft.io import write_json
+
+    data = tmp_path / "data.jsonl"
+    save_conversations(data, make_conversations(2))
+    real_mkstemp = tempfile.mkstemp
+
+    def read_only(*args, dir=None, **kwargs):
+        if str(dir) == str(tmp_path / "ro"):
+            raise OSError(errno.EROFS, "Read-only file system", str(dir))
+        return real_mkstemp(*args, dir=dir, **kwargs)
+
+    monkeypatch.setattr(tempfile, "mkstemp", read_only)
+    assert run("prepare", "--source", data, "--out", tmp_path / "ro" / "out.jsonl") == 2
+    assert capsys.readouterr().err == (f"poft prepare: error: {tmp_path}/ro/out.jsonl: cannot write, read-only file "
+                                       f"system on {tmp_path}/ro (choose a writable output directory)\n")
+
+    for name in ("a", "b"):
+        write_json(tmp_path / f"{name}.json", {"meta": {"model": name, "dataset_fingerprint": "fp"},
+                                               "rows": [{"id": "x", "score": -1.0}]})
+
+    def full(self, *args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(Path, "write_text", full)
+    assert run("merge-scores", "--scores", tmp_path / "a.json", tmp_path / "b.json", "--out", tmp_path / "m.json") == 2
+    assert capsys.readouterr().err == (f"poft merge-scores: error: {tmp_path}/m.json: cannot write, no space left on "
+                                       "device (free space on its device, or write the output elsewhere)\n")
+    monkeypatch.undo()
+
+    def save_fails(*args, **kwargs):  # a library's own write (a trainer's checkpoint save) on a full disk
+        raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "run" / "model.safetensors"))
+
+    monkeypatch.setattr("poft.data.noise.add_noise", save_fails)
+    assert run("noise", "--data", data, "--rematch-fraction", "0", "--char-rate", "0", "--out", tmp_path / "n.jsonl") == 2
+    assert capsys.readouterr().err == f"poft noise: error: {tmp_path}/run/model.safetensors: No space left on device\n"
+
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model" / "config.json").write_text("{}")
+    assert run("score", "--data", data, "--model", tmp_path / "model", "--out", tmp_path / "s.json") == 2
+    assert capsys.readouterr().err == (
+        f"poft score: error: model '{tmp_path}/model': no weights in the directory (expected one of: *.safetensors, "
+        "pytorch_model*.bin, model.safetensors.index.json, pytorch_model.bin.index.json); was its download or save "
+        "interrupted?\n")

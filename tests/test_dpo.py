@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 from pathlib import Path
@@ -10,6 +11,7 @@ import pytest
 
 from poft.dpo import DPOConfigSpec, read_pairs, run_dpo, validate_pairs
 from poft.io import read_json, write_jsonl
+from poft.runs import CorruptCheckpointError
 
 CHATML = (
     "{% for message in messages %}"
@@ -161,15 +163,22 @@ def test_resume_from_last_checkpoint(model_dir, tmp_path):
     # a different spec must not silently continue this run's optimizer state
     with pytest.raises(ValueError, match="different DPO run"):
         run_dpo(model_dir, pairs, str(out), DPOConfigSpec(beta=0.5))
+    # weights changed after their checksums were recorded are never resumed from
+    weights = out / "checkpoint-4" / "model.safetensors"
+    assert json.loads((out / "checkpoint-4" / "poft_weights_sha256.json").read_text()) == {
+        "model.safetensors": hashlib.sha256(weights.read_bytes()).hexdigest()}
+    weights.write_bytes(weights.read_bytes()[:-8])
+    with pytest.raises(CorruptCheckpointError, match=f"^{weights}: checksum mismatch"):
+        run_dpo(model_dir, pairs, str(out), cfg)
 
 
 @pytest.mark.parametrize("mutate, message", [
-    (lambda p: p.pop("rejected"), "pairs row 3 (id=p3): missing field 'rejected'"),
-    (lambda p: p.pop("prompt"), "pairs row 3 (id=p3): missing field 'prompt'"),
-    (lambda p: p["chosen"][0].update(content="  "), "pairs row 3 (id=p3): empty content in field 'chosen'"),
+    (lambda p: p.pop("rejected"), "pairs: row 3 (id=p3): missing field 'rejected'"),
+    (lambda p: p.pop("prompt"), "pairs: row 3 (id=p3): missing field 'prompt'"),
+    (lambda p: p["chosen"][0].update(content="  "), "pairs: row 3 (id=p3): field 'chosen': empty content"),
     (lambda p: p.update(rejected=[]),
-     "pairs row 3 (id=p3): field 'rejected' must be a non-empty list of {role, content} messages"),
-    (lambda p: p.update(rejected=[dict(p["chosen"][0])]), "pairs row 3 (id=p3): chosen and rejected are identical"),
+     "pairs: row 3 (id=p3): field 'rejected': must be a non-empty list of {role, content} messages"),
+    (lambda p: p.update(rejected=[dict(p["chosen"][0])]), "pairs: row 3 (id=p3): chosen and rejected are identical"),
 ])
 def test_validation_messages(mutate, message, tmp_path):
     pairs = make_pairs(5)
@@ -197,5 +206,5 @@ def test_read_pairs(tmp_path):
     write_jsonl(path, make_pairs(3))
     assert read_pairs(path) == make_pairs(3)
     path.write_text(path.read_text() + "\n{not json\n")
-    with pytest.raises(ValueError, match=rf"^{path}: line 5: invalid JSON"):
+    with pytest.raises(ValueError, match=rf"^{path}: line 5 column 2: invalid JSON \(Expecting property name"):
         read_pairs(path)

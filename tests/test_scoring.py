@@ -10,7 +10,8 @@ from conftest import make_tokenizer, tiny_llama
 from poft.chat import IGNORE_INDEX, tokenize_chat
 from poft.io import write_json
 from poft.scoring import (
-    ScoreFileError, ScoreSpec, length_sorted_batches, mean_logprobs, merge_scores, score_dataset, token_logprobs,
+    ScoreFileError, ScoreSpec, length_sorted_batches, mean_logprobs, merge_scores, read_scores, score_dataset,
+    token_logprobs,
 )
 
 WORDS = "the cat sat on a mat two plus three is five hello there count to ten reverse word".split()
@@ -168,6 +169,44 @@ def test_stale_shards_are_rescored_when_data_or_weights_change(tmp_path, monkeyp
     assert meta["weights"] == scoring.state_fingerprint(rebuilt) != scoring.state_fingerprint(tiny_llama(len(tok)))
 
 
+def test_corrupt_or_truncated_shards_are_named_and_rescored(tmp_path, monkeypatch, caplog):
+    """A shard carries the sha256 of its content: one changed or cut off after it was written is named in a
+    warning and rescored, never used; the result equals a fresh run."""
+    import poft.scoring as scoring
+
+    tok = make_tokenizer("zephyr")
+    model, convs, spec = tiny_llama(len(tok)), make_conversations(9), ScoreSpec(max_length=60, shard_size=3)
+    real, calls = scoring._score_shard, []
+
+    def crash_on_third(model, tokenizer, part, *a):
+        calls.append(1)
+        if len(calls) == 3:
+            raise RuntimeError("killed")
+        return real(model, tokenizer, part, *a)
+
+    def run(out):
+        return score_dataset(model, tok, convs, out, spec=spec, model_name="m", dataset_fingerprint="fp",
+                             progress=False)
+
+    monkeypatch.setattr(scoring, "_score_shard", crash_on_third)
+    with pytest.raises(RuntimeError):
+        run(tmp_path / "s.json")
+    first, second = sorted((tmp_path / "s.json.shards").glob("*.json"))
+    saved = json.loads(first.read_text())
+    assert saved["checksum"].startswith("sha256:")
+    saved["rows"][0]["score"] = 0.0  # a plausible value: only the checksum can tell
+    first.write_text(json.dumps(saved))
+    second.write_text(second.read_text()[:-15])
+    calls.clear()
+    monkeypatch.setattr(scoring, "_score_shard", lambda *a: (calls.append(1), real(*a))[1])
+    run(tmp_path / "s.json")
+    assert len(calls) == 3
+    assert f"{first}: checksum mismatch, the content changed after it was written; rescoring" in caplog.text
+    assert f"{second}: unreadable or truncated" in caplog.text
+    run(tmp_path / "fresh.json")
+    assert json.loads((tmp_path / "s.json").read_text())["rows"] == json.loads((tmp_path / "fresh.json").read_text())["rows"]
+
+
 def test_weights_fingerprint_reads_the_files_and_trusts_hub_blob_names(tmp_path):
     from poft.scoring import weights_fingerprint
 
@@ -233,8 +272,22 @@ def test_merge_rejects_duplicate_names_and_bad_files(tmp_path):
     with pytest.raises(ScoreFileError, match=r"bad\.json: not a poft score file"):
         merge_scores([tmp_path / "bad.json"])
     write_json(tmp_path / "nofield.json", {"meta": {}, "rows": [{"id": "x"}]})
-    with pytest.raises(ScoreFileError, match=r"nofield\.json: row 0: missing field 'score'"):
+    with pytest.raises(ScoreFileError, match=r"nofield\.json: row 0 \(id=x\): missing field 'score'$"):
         merge_scores([tmp_path / "nofield.json"])
+    rows = [{"id": "a", "score": -1.0}, {"id": "a", "score": -2.0}, {"id": "", "score": 1}, {"id": "c", "score": "x"},
+            {"id": "d", "score": None, "scores": {"m": True}}, [1]]
+    write_json(tmp_path / "rows.json", {"meta": {}, "rows": rows})
+    with pytest.raises(ScoreFileError) as e:
+        read_scores(tmp_path / "rows.json")
+    path = tmp_path / "rows.json"
+    assert str(e.value) == (
+        f"{path}: 5 problems in 6 rows:\n"
+        f"  {path}: row 1 (id=a): field 'id': duplicate id (first seen at row 0)\n"
+        f"  {path}: row 2: field 'id': expected a non-empty string, got ''\n"
+        f"  {path}: row 3 (id=c): field 'score': expected a finite number or null, got 'x'\n"
+        f"  {path}: row 4 (id=d): field 'scores': expected an object of model name -> finite number or null\n"
+        f"  {path}: row 5: expected a JSON object, got list\n"
+        "by reason: bad_id=1, bad_score=2, duplicate_id=1, not_an_object=1")
 
 
 class Bigram(torch.nn.Module):

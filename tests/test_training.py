@@ -109,6 +109,27 @@ def test_train_refuses_a_checkpoint_cut_off_mid_save(tmp_path):
         train(tiny_llama(len(tok), seed=1), tok, examples, tmp_path / "run", s)
 
 
+def test_train_refuses_to_resume_from_corrupt_weights(tmp_path):
+    """Each checkpoint's marker records the sha256 of its weights; weights changed since (a bad disk, a partial
+    copy) are named and never resumed from."""
+    from poft.runs import CorruptCheckpointError, weights_checksums
+
+    tok = make_tokenizer("chatml")
+    examples, _ = build_examples(make_conversations(6), tok, 96)
+    s = spec(loss="sft", num_train_epochs=2)
+    train(tiny_llama(len(tok), seed=1), tok, examples, tmp_path / "run", s, stop_after_epochs=1)
+    (ckpt,) = epoch_checkpoints(tmp_path / "run").values()
+    weights = ckpt / "model.safetensors"
+    assert json.loads((ckpt / "poft_train_config.json").read_text())["weights_sha256"] == weights_checksums(ckpt)
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 0xFF
+    weights.write_bytes(bytes(data))
+    with pytest.raises(CorruptCheckpointError) as e:
+        train(tiny_llama(len(tok), seed=1), tok, examples, tmp_path / "run", s)
+    assert str(e.value) == (f"{weights}: checksum mismatch, the weights changed after the checkpoint was saved; "
+                            f"delete {ckpt}, or run `poft train --safe-resume`, which does")
+
+
 def test_unscored_samples_are_dropped_and_counted_for_every_loss():
     tok = make_tokenizer("zephyr")
     convs = make_conversations(6)
@@ -150,3 +171,10 @@ def test_spec_rejects_bad_options():
         TrainSpec.from_dict({"loss": "kto"})
     with pytest.raises(ValueError, match="target_tokens 'all'; valid: response, full_sequence"):
         TrainSpec.from_dict({"target_tokens": "all"})
+    # Found by the config fuzz: values that overflow the type, and NaN, are named errors too.
+    with pytest.raises(ValueError, match="^option 'seed': expected int, got inf$"):
+        TrainSpec.from_dict({"seed": float("inf")})
+    with pytest.raises(ValueError, match="^option 'learning_rate': expected float, got 1000000"):
+        TrainSpec.from_dict({"learning_rate": 10**400})
+    with pytest.raises(ValueError, match="^option 'beta': expected a number, got 'nan'$"):
+        TrainSpec.from_dict({"beta": "nan"})

@@ -8,11 +8,10 @@ fingerprint lets caches and runs prove which data they saw.
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
-from poft.data.errors import DataError, RowError
-from poft.data.formats import FORMATS, conversion_message, to_conversation, get_converter
-from poft.data.readers import read_rows
+from poft.data.errors import DataError, Problem, RowError
+from poft.data.formats import FORMATS, get_converter, peek_id, to_conversation
+from poft.data.readers import read_jsonl, read_rows, read_source
 from poft.data.validation import ValidationReport, Validator, validate
 from poft.io import canonical_json, sha256_text, write_jsonl
 
@@ -25,25 +24,30 @@ __all__ = [
 def load_conversations(
     source: str, fmt: str = "auto", split: str = "train", strict: bool = True
 ) -> tuple[list[dict], ValidationReport]:
-    """Read, convert, id and validate `source`; rows that fail conversion count as drops like invalid ones.
+    """Read, convert, id and validate `source` in one pass; every problem is a drop counted under its reason:
+    an entry the reader could not parse, a row that fails conversion, a conversation that fails validation.
 
-    Conversion and validation run in one pass over the rows so strict mode reports the first bad row in
-    file order, whichever kind of problem it has.
+    Lenient mode returns what is left and the report; strict mode raises one `DataError` listing every problem
+    (in file order) once the pass is done, so one run shows all there is to fix.
     """
     get_converter(fmt)  # an unknown format name is a usage error, raised even when there are no rows
-    rows, origin = read_rows(source, split)
-    validator = Validator(origin, strict)
+    read = read_source(source, split)
+    validator = Validator(read.origin, strict)
     kept = []
-    for i, row in enumerate(rows):
+    for entry in read.in_order():
+        if isinstance(entry, Problem):  # not a row at all: invalid JSON, a cut-off line, a non-object
+            validator.drop(entry)
+            continue
+        i, row = entry
+        index, line = read.index[i], read.line_of(i)
         try:
             conv = to_conversation(row, fmt)
         except RowError as e:
-            validator.report.n_rows += 1
-            validator.reject(e.reason, conversion_message(origin, i, row, e))
+            validator.drop(Problem(e.reason, "", e.detail).at(read.origin, row=index, line=line, conv_id=peek_id(row)))
             continue
-        if validator.check(i, conv):
+        if validator.check(index, conv, line):
             kept.append(conv)
-    return kept, validator.report
+    return kept, validator.finish()
 
 
 def _normalized(conv: dict) -> dict:
@@ -58,15 +62,17 @@ def save_conversations(path: str | os.PathLike, conversations: list[dict]) -> in
 
 
 def read_conversations(path: str | os.PathLike) -> list[dict]:
-    """Read our normalized JSONL back, validating strictly: a hand-edited file fails loudly, not downstream."""
-    from poft.data.readers import FILE_READERS
-
-    origin = str(path)
-    if not os.path.isfile(origin):
-        raise DataError(f"{origin}: no such file or directory")
-    rows = FILE_READERS[".jsonl"](Path(path), origin)
-    kept, _ = validate(rows, origin, strict=True)
-    return [_normalized(c) for c in kept]
+    """Read our normalized JSONL back, validating strictly: a hand-edited file fails loudly (listing every
+    problem), not downstream."""
+    read = read_jsonl(path)
+    validator = Validator(read.origin, strict=True)
+    for entry in read.in_order():
+        if isinstance(entry, Problem):
+            validator.drop(entry)
+        else:
+            validator.check(read.index[entry[0]], entry[1], read.line_of(entry[0]))
+    validator.finish()
+    return [_normalized(c) for c in read.rows]
 
 
 def dataset_fingerprint(conversations: list[dict]) -> str:

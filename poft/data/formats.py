@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from poft.data.errors import DataError, RowError, row_prefix
+from poft.data.errors import DataError, RowError
 from poft.data.ids import given_id, resolve_id
 
 Converter = Callable[[dict], tuple[list[dict], str | None, dict]]
@@ -195,7 +195,3 @@ def to_conversation(row: dict, fmt: str) -> dict:
     """Convert one row and give it its stable id; raises `RowError` (without origin/row context)."""
     messages, gid, meta = get_converter(fmt)(row)
     return {"id": resolve_id(gid, messages), "messages": messages, "meta": meta}
-
-
-def conversion_message(origin: str, index: int, row: Any, err: RowError) -> str:
-    return f"{row_prefix(origin, index, peek_id(row))}: {err.detail}"

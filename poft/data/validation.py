@@ -1,8 +1,9 @@
 """Check normalized conversations before they reach training, and account for every rejected one.
 
 Each check returns its own specific problem (reason key, field path, detail) instead of a generic
-"invalid row", so a failing dataset says exactly what to fix. Strict mode raises at the first problem;
-lenient mode drops the conversation and counts it under its reason, so nothing disappears unreported.
+"invalid row", so a failing dataset says exactly what to fix. Every row is checked in one pass: lenient mode
+drops each bad conversation and counts it under its reason, strict mode then fails once, listing them all
+(the first `MAX_LISTED`, then counts by reason), so nothing disappears unreported and one run shows every fix.
 """
 
 from __future__ import annotations
@@ -10,43 +11,50 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
-from poft.data.errors import DataError, row_prefix
+from poft.data.errors import MAX_LISTED, DataErrors, Problem, place
+from poft.data.readers import UNPARSABLE
 
 ROLES = ("system", "user", "assistant")
 FIELDS = ("id", "messages", "meta")
-MAX_EXAMPLES = 20
-
-
-@dataclass(frozen=True)
-class Problem:
-    reason: str  # key under which lenient mode counts the drop
-    field: str  # path inside the conversation, e.g. "messages[2].role"
-    detail: str
 
 
 @dataclass
 class ValidationReport:
-    """What validation kept and dropped; `examples` holds the first messages verbatim for a quick look."""
+    """What validation kept and dropped; `examples` holds the first messages verbatim for a quick look and
+    `unparsable_lines` the line of every entry that was not JSON (or cut off), which holds no row to count."""
 
     origin: str
     n_rows: int = 0
     n_kept: int = 0
     dropped: dict[str, int] = field(default_factory=dict)
     examples: list[str] = field(default_factory=list)
+    unparsable_lines: list[int] = field(default_factory=list)
+    errors: DataErrors | None = field(default=None, compare=False, repr=False)
 
     @property
     def n_dropped(self) -> int:
         return sum(self.dropped.values())
 
-    def record_drop(self, reason: str, message: str) -> None:
-        self.dropped[reason] = self.dropped.get(reason, 0) + 1
-        if len(self.examples) < MAX_EXAMPLES:
-            self.examples.append(message)
+    def record_drop(self, problem: Problem) -> None:
+        self.dropped[problem.reason] = self.dropped.get(problem.reason, 0) + 1
+        if len(self.examples) < MAX_LISTED:
+            self.examples.append(problem.message)
+        if problem.reason in UNPARSABLE and problem.line is not None:
+            self.unparsable_lines.append(problem.line)
+        if self.errors is None:
+            self.errors = DataErrors(self.origin)
+        self.errors.add(problem)
+
+    def raise_if_dropped(self) -> None:
+        """Strict mode's end of the pass: one `DataError` listing every problem, if there was any."""
+        if self.errors is not None:
+            self.errors.raise_if_any(self.n_rows)
 
     def to_dict(self) -> dict:
         return {
             "origin": self.origin, "n_rows": self.n_rows, "n_kept": self.n_kept,
             "n_dropped": self.n_dropped, "dropped": dict(sorted(self.dropped.items())), "examples": list(self.examples),
+            "unparsable_lines": list(self.unparsable_lines),
         }
 
     def summary(self) -> str:
@@ -142,46 +150,52 @@ def find_problem(conv: dict) -> Problem | None:
     return None
 
 
-def problem_message(origin: str, index: int, conv_id: object, problem: Problem) -> str:
-    id_text = conv_id if isinstance(conv_id, str) and conv_id else None
-    where = f" field '{problem.field}':" if problem.field else ""
-    return f"{row_prefix(origin, index, id_text)}:{where} {problem.detail}"
-
-
 class Validator:
     """Stateful row-by-row validation (duplicate ids need memory), shared by `validate` and the loader.
 
-    The loader feeds rows with their source index, so messages point at the right source row even when
-    earlier rows failed conversion.
+    The loader feeds rows with their source index (and line, for line-based files), so messages point at the
+    right place even when earlier rows failed to parse or convert. Call `finish` after the last row: in strict
+    mode it raises one `DataError` for everything recorded.
     """
 
     def __init__(self, origin: str, strict: bool = True) -> None:
         self.report = ValidationReport(origin)
         self.strict = strict
-        self._first_seen: dict[str, int] = {}
+        self._first_seen: dict[str, str] = {}
 
-    def reject(self, reason: str, message: str) -> None:
-        if self.strict:
-            raise DataError(message)
-        self.report.record_drop(reason, message)
+    def reject(self, problem: Problem) -> None:
+        """A located problem: the row is dropped and counted (and, in strict mode, reported by `finish`)."""
+        self.report.record_drop(problem)
 
-    def check(self, index: int, conv: dict) -> bool:
+    def drop(self, problem: Problem) -> None:
+        """An entry that never became a conversation (invalid JSON, a cut-off line, a failed conversion): a row
+        read and dropped."""
+        self.report.n_rows += 1
+        self.reject(problem)
+
+    def check(self, index: int, conv: dict, line: int | None = None) -> bool:
         """True if `conv` is kept; ids are reserved only by kept conversations."""
         self.report.n_rows += 1
         problem = find_problem(conv)
         if problem is None and conv["id"] in self._first_seen:
-            problem = Problem("duplicate_id", "id", f"duplicate id (first seen at row {self._first_seen[conv['id']]})")
+            problem = Problem("duplicate_id", "id", f"duplicate id (first seen at {self._first_seen[conv['id']]})")
         if problem is not None:
             conv_id = conv.get("id") if isinstance(conv, dict) else None
-            self.reject(problem.reason, problem_message(self.report.origin, index, conv_id, problem))
+            self.reject(problem.at(self.report.origin, row=index, line=line, conv_id=conv_id))
             return False
-        self._first_seen[conv["id"]] = index
+        self._first_seen[conv["id"]] = place(index, line)
         self.report.n_kept += 1
         return True
 
+    def finish(self) -> ValidationReport:
+        if self.strict:
+            self.report.raise_if_dropped()
+        return self.report
+
 
 def validate(conversations: Iterable[dict], origin: str, strict: bool = True) -> tuple[list[dict], ValidationReport]:
-    """Return the valid conversations (in order) and a report; strict mode raises `DataError` instead of dropping."""
+    """Return the valid conversations (in order) and a report; strict mode raises one `DataError` listing every
+    problem instead of dropping."""
     validator = Validator(origin, strict)
     kept = [conv for i, conv in enumerate(conversations) if validator.check(i, conv)]
-    return kept, validator.report
+    return kept, validator.finish()

@@ -2,13 +2,15 @@
 
     <out_dir>/<task>.json        the metrics record; it names its items file: "items_file", "n_items"
     <out_dir>/<task>.items.json  {"schema": "poft.items/1", "task", "metric", "ids": [str], "scores": [float],
-                                  "groups": [str] | null}
+                                  "groups": [str] | null, "checksum": "sha256:..."}
 
 `scores[i]` is item `ids[i]`'s score in the record's units (percent: a right answer 100, a wrong one 0; a win 100,
 a draw 50, a loss 0; continuous metrics scaled alike), so that the record's `value` is their plain mean. Ids are
 stable across checkpoints (a bench row's id or index in a fixed data file, a win-rate prompt's id): two arms
 evaluated on the same data pair item by item. `groups[i]` is the cluster item i belongs to (e.g. the micro task
-type), where the suite names a field for it.
+type), where the suite names a field for it. `checksum` is the sha256 of the rest (poft.io.payload_checksum): a file
+changed after it was written is refused by name, never averaged (files written before checksums existed have none,
+and are checked for shape only).
 
     read_items("metrics/<run>/epoch1/micro_gen_arith.json")  # -> {"task", "metric", "ids", "scores", "groups", "path"}
 """
@@ -19,13 +21,14 @@ import json
 import math
 from pathlib import Path
 
-from ..io import write_json
+from ..io import CHECKSUM, CorruptFileError, verify_checksum, with_checksum, write_json
 
 SCHEMA = "poft.items/1"
 
 
 class ItemsFileError(ValueError):
-    """A malformed items file, or a metrics record that names none; the message names the file and the field."""
+    """A malformed or corrupted items file, or a metrics record that names none; the message names the file and
+    the field."""
 
 
 def items_file_name(task: str) -> str:
@@ -100,7 +103,7 @@ def check_mean(items: dict, value: float, where: str) -> None:
 def write_items(out_dir: str | Path, items: dict) -> Path:
     """<out_dir>/<task>.items.json, written atomically on one line (thousands of items: no indentation)."""
     path = Path(out_dir) / items_file_name(items["task"])
-    write_json(path, items, indent=None)
+    write_json(path, with_checksum(items), indent=None)
     return path
 
 
@@ -111,7 +114,7 @@ def _load(path: Path):
         raise ItemsFileError(f"{path}: cannot read ({e.strerror or e})") from None
     try:
         return json.loads(text)
-    except ValueError as e:
+    except (ValueError, RecursionError) as e:
         raise ItemsFileError(f"{path}: not JSON ({e})") from None
 
 
@@ -130,7 +133,13 @@ def read_items(metrics_path: str | Path) -> dict:
         raise ItemsFileError(f"{metrics_path}: field 'items_file': expected the name of the items file beside it, "
                              f"got {name!r}")
     path = metrics_path.parent / name
-    items = check_items(_load(path), str(path))
+    obj = _load(path)
+    if isinstance(obj, dict) and CHECKSUM in obj:
+        try:
+            verify_checksum(obj, path)
+        except CorruptFileError as e:
+            raise ItemsFileError(f"{e}; re-run the evaluation that wrote it") from None
+    items = check_items(obj, str(path))
     for field in ("task", "metric"):
         if items[field] != record.get(field):
             raise ItemsFileError(f"{path}: field {field!r}: {items[field]!r}, but its metrics record {metrics_path} "

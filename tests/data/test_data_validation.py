@@ -69,13 +69,31 @@ def test_lenient_drops_and_counts(bad, reason, message):
     assert [c["id"] for c in kept] == ["ok", "z"]
     assert report.to_dict() == {
         "origin": "d.jsonl", "n_rows": 3, "n_kept": 2, "n_dropped": 1, "dropped": {reason: 1}, "examples": [message],
+        "unparsable_lines": [],
     }
 
 
-def test_strict_stops_at_first_problem_in_row_order():
-    rows = [GOOD, conv("a", (U, "q")), conv("b", ("bot", "x"), (A, "a"))]
-    with pytest.raises(DataError, match=re.escape("d.jsonl: row 1 (id=a): field 'messages': no assistant turn")):
+def test_strict_lists_every_problem_in_one_error_in_row_order():
+    rows = [GOOD, conv("a", (U, "q")), conv("b", ("bot", "x"), (A, "a")), conv("c", (U, "q"), (A, "a"))]
+    with pytest.raises(DataError) as e:
         validate(rows, "d.jsonl")
+    assert str(e.value) == (
+        "d.jsonl: 2 problems in 4 rows:\n"
+        "  d.jsonl: row 1 (id=a): field 'messages': no assistant turn\n"
+        "  d.jsonl: row 2 (id=b): field 'messages[0].role': unknown role 'bot' (expected one of: system, user, assistant)\n"
+        "by reason: no_assistant_turn=1, unknown_role=1"
+    )
+    assert [p.id for p in e.value.problems] == ["a", "b"] and e.value.counts == {"no_assistant_turn": 1, "unknown_role": 1}
+
+
+def test_strict_lists_the_first_20_and_counts_the_rest():
+    rows = [conv(f"c{i}", (U, "q")) for i in range(24)] + [conv("x", (U, "q"), (A, " "))]
+    with pytest.raises(DataError) as e:
+        validate(rows, "d.jsonl")
+    lines = str(e.value).splitlines()
+    assert lines[0] == "d.jsonl: 25 problems in 25 rows:"
+    assert lines[1:21] == [f"  d.jsonl: row {i} (id=c{i}): field 'messages': no assistant turn" for i in range(20)]
+    assert lines[21:] == ["  ... and 5 more", "by reason: empty_content=1, no_assistant_turn=24"]
 
 
 def test_lenient_report_counts_every_reason():

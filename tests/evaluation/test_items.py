@@ -83,6 +83,23 @@ def test_a_record_must_name_an_items_file_that_agrees_with_it(tmp_path):
         read_items(metrics)
 
 
+def test_a_corrupted_items_file_is_named_and_refused(tmp_path):
+    """write_items records the sha256 of the content; a file changed after it was written fails it by name, even
+    when what changed still has the right shape (here: a score flipped and the value still agrees)."""
+    metrics, _ = _write(tmp_path)
+    path = write_items(tmp_path, make_items("t", "acc", IDS, SCORES, GROUPS))
+    assert json.loads(path.read_text())["checksum"].startswith("sha256:")
+    assert read_items(metrics)["scores"] == SCORES
+    path.write_text(path.read_text().replace("[100.0, 0.0, 100.0, 100.0]", "[0.0, 100.0, 100.0, 100.0]"))
+    with pytest.raises(ItemsFileError) as e:
+        read_items(metrics)
+    assert str(e.value) == (f"{path}: checksum mismatch, the content changed after it was written; re-run the "
+                            "evaluation that wrote it")
+    path.write_text(path.read_text()[:-20])  # truncated
+    with pytest.raises(ItemsFileError, match=f"^{path}: not JSON "):
+        read_items(metrics)
+
+
 def test_items_are_checked_when_made_and_against_the_value():
     with pytest.raises(ItemsFileError) as e:
         make_items("t", "acc", ["x", "x"], [0.0, 100.0])

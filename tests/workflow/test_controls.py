@@ -1,8 +1,11 @@
 """poft.controls: shuffled scores (control K1), distilled data (Table 5), DPO pairs (Table 3)."""
 
+import json
+
 import pytest
 
 from poft.controls import distill_dataset, distill_prompts, shuffle_scores, to_pair
+from poft.data import DataError
 
 
 def merged(n: int, unscored=()) -> dict:
@@ -78,9 +81,32 @@ def test_pairs_from_ultrafeedback_and_trl_layouts():
 
 
 def test_pairs_errors_name_the_row_and_field():
-    with pytest.raises(ValueError, match=r"f.jsonl: row 2 .*missing field 'rejected'"):
+    with pytest.raises(ValueError, match=r"^f.jsonl: row 2: missing field 'rejected'$"):
         to_pair({"prompt": "q", "chosen": "a"}, 2, "f.jsonl")
     bad = {"prompt": "q", "chosen": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}],
            "rejected": [{"role": "user", "content": "other"}, {"role": "assistant", "content": "b"}]}
     with pytest.raises(ValueError, match="differ before their last message"):
         to_pair(bad, 0, "f")
+
+
+def test_pairs_from_a_damaged_file_list_every_bad_entry_at_its_line(tmp_path):
+    from poft.controls import pairs_from_source
+    from poft.data.readers import read_source
+
+    good = {"prompt": "q", "chosen": "a", "rejected": "b"}
+    lines = [json.dumps(good), json.dumps({"id": "x", "prompt": "q", "chosen": []}), '{"prompt": "q", "cho',
+             json.dumps({**good, "id": "y", "rejected": "a"}), json.dumps({**good, "id": [1]}), json.dumps(good)]
+    path = tmp_path / "p.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(DataError) as e:
+        pairs_from_source(read_source(str(path)))
+    assert str(e.value) == (
+        f"{path}: 4 problems in 6 entries:\n"
+        f"  {path}: line 2 (id=x): missing field 'rejected'\n"
+        f"  {path}: line 3 column 17: line cut off mid-value, the next line starts a new one (Unterminated string)\n"
+        f"  {path}: line 4 (id=y): chosen and rejected are identical\n"
+        f"  {path}: line 5: field 'id': expected a string or an integer, got list\n"
+        "by reason: bad_id=1, cut_off_line=1, identical=1, missing_field=1")
+    assert pairs_from_source(read_source(str(path)), limit=1) == [
+        {"id": "0", "prompt": [{"role": "user", "content": "q"}], "chosen": [{"role": "assistant", "content": "a"}],
+         "rejected": [{"role": "assistant", "content": "b"}]}]

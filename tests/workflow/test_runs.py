@@ -4,7 +4,8 @@ import json
 
 import pytest
 
-from poft.runs import checkpoint_of, fingerprint, prepare_resume, records_from_index, run_checkpoints
+from poft.runs import (checkpoint_of, checkpoint_problem, fingerprint, prepare_resume, records_from_index,
+                       run_checkpoints, weights_checksums)
 
 
 def ckpt(run, step, epoch=None, state_epoch=None, complete=True):
@@ -12,7 +13,8 @@ def ckpt(run, step, epoch=None, state_epoch=None, complete=True):
     d.mkdir(parents=True)
     (d / "model.safetensors").write_bytes(b"w" * step)
     if epoch is not None and complete:
-        (d / "poft_train_config.json").write_text(json.dumps({"epoch": epoch}))
+        marker = {"epoch": epoch, "weights_sha256": weights_checksums(d)}
+        (d / "poft_train_config.json").write_text(json.dumps(marker))
     if state_epoch is not None and complete:
         (d / "trainer_state.json").write_text(json.dumps({"epoch": state_epoch}))
     return d
@@ -44,6 +46,28 @@ def test_prepare_resume_drops_incomplete_checkpoints_only(tmp_path):
     (run / "resolved_config.json").write_text(json.dumps(record))
     assert prepare_resume(run, record, "poft_train_config.json") == [cut]
     assert keep.is_dir() and not cut.exists()
+
+
+def test_corrupt_checkpoints_are_named_and_never_resumed_from(tmp_path, caplog):
+    """Weights that fail the sha256 their marker recorded: an older checkpoint is removed alone; a corrupt newest
+    one (the only one with optimizer states) removes them all, so the run starts over instead of resuming."""
+    run = tmp_path / "run"
+    a, b, c = ckpt(run, 10, 1), ckpt(run, 20, 2), ckpt(run, 30, 3)
+    assert checkpoint_problem(a) is None
+    (a / "model.safetensors").write_bytes(b"x" * 10)  # same size, other bytes: a bad disk
+    assert checkpoint_problem(a) == f"{a}/model.safetensors: checksum mismatch, the weights changed after the " \
+                                    "checkpoint was saved"
+    record = {"inputs": {}}
+    (run / "resolved_config.json").write_text(json.dumps(record))
+    assert prepare_resume(run, record, "poft_train_config.json") == [a]
+    assert f"removing corrupt checkpoint: {a}/model.safetensors: checksum mismatch" in caplog.text
+    (c / "model.safetensors").write_bytes(b"w" * 29)  # truncated
+    assert prepare_resume(run, record, "poft_train_config.json") == [b, c]
+    assert not list(run.glob("checkpoint-*")) and "training starts over" in caplog.text
+    d = ckpt(run, 40, 4)
+    (d / "model.safetensors").unlink()
+    assert checkpoint_problem(d) == f"{d}/model.safetensors: missing (its checksum was recorded when the checkpoint " \
+                                    "was saved)"
 
 
 def test_prepare_resume_restarts_a_run_made_from_other_inputs(tmp_path):

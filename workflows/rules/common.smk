@@ -11,7 +11,7 @@ import yaml
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
-from poft.grid import MICRO_MODELS, ConfigError, expand as expand_grid  # not Snakemake's expand
+from poft.grid import MICRO_MODELS, ConfigError, check_config, expand as expand_grid  # not Snakemake's expand
 from poft.templates import template_file
 
 
@@ -23,15 +23,11 @@ SCHEMA = Path(workflow.basedir) / "workflows" / "schemas" / "config.schema.yaml"
 
 
 def _check_schema(cfg):
-    """The config's first schema error as one line that leads with the key (Snakemake's own message dumps the
-    whole schema and names the key last)."""
-    import jsonschema
-
-    schema = yaml.safe_load(SCHEMA.read_text())
-    error = jsonschema.exceptions.best_match(jsonschema.validators.validator_for(schema)(schema).iter_errors(cfg))
-    if error is not None:
-        key = ".".join(map(str, error.absolute_path)) or "(top level)"
-        _fail(key, f"{error.message} (schema: {os.path.relpath(SCHEMA)})")
+    """The config's first schema error as one line that leads with the key (poft.grid.check_config)."""
+    try:
+        check_config(cfg, yaml.safe_load(SCHEMA.read_text()))
+    except ConfigError as e:
+        raise WorkflowError(f"Error in config: {e} (schema: {os.path.relpath(SCHEMA)})") from None
 
 
 _check_schema(config)
