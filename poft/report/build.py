@@ -184,11 +184,13 @@ def report_from_data(data_dir: str | Path, out_dir: str | Path, paper_dir: str |
     _write_csv(out / "runs.csv", per_seed(df))
     _write_csv(out / "differences.csv", diffs)
     write_text(out / "tables.md", "\n".join(md))
-    write_text(out / "claims.md", render.claims_markdown(verdicts, rules(), level, ev.min_effect))
+    pdir = out / "plots"
+    forest = plots.forest(diffs, ev.min_effect, level, pdir / "forest.png")
+    write_text(out / "claims.md", render.claims_markdown(verdicts, rules(), level, ev.min_effect,
+                                                         "plots/forest.png" if forest else None))
     written.update({n: out / n for n in ("results.csv", "runs.csv", "differences.csv", "tables.md", "claims.md")})
 
-    pdir = out / "plots"
-    figs = {"forest.png": plots.forest(diffs, ev.min_effect, level, pdir / "forest.png"),
+    figs = {"forest.png": forest,
             "epoch_curves.png": plots.epoch_curves(df, pdir / "epoch_curves.png"),
             "score_distributions.png": plots.score_distributions(score_objs, pdir / "score_distributions.png"),
             "tau_vs_score.png": plots.tau_vs_score(score_objs, logp, pdir / "tau_vs_score.png"),
@@ -203,7 +205,7 @@ def report_from_data(data_dir: str | Path, out_dir: str | Path, paper_dir: str |
         written.update({n: out / n for n in ("reproduced_vs_reported.csv", "paper.md")})
 
     write_text(out / "index.md", _index(written, verdicts, overall_tasks, chat_tasks, ev))
-    write_text(out / "report.html", _html(raw, made, extra, diffs, chat_tasks, verdicts, level, written, side))
+    write_text(out / "report.html", _html(raw, made, extra, diffs, chat_tasks, verdicts, ev, written, side))
     written.update({"index.md": out / "index.md", "report.html": out / "report.html"})
     for name in [*FILES, *(f"plots/{p}" for p in PLOTS)]:  # leftovers of an earlier call
         if name not in written:
@@ -230,12 +232,15 @@ def _img(name: str, path) -> str:
     return f"<h3>{name}</h3><img alt='{name}' src='data:image/png;base64,{data}'>"
 
 
-def _html(raw, made, extra, diffs, chat_tasks, verdicts, level, written, side) -> str:
-    """The claims first (one line each, then the forest plot), then what ran, the tables and the other plots."""
-    body = ["<h1>PoFT report</h1>", render.claims_html(verdicts, level)]
+def _html(raw, made, extra, diffs, chat_tasks, verdicts, ev: Evidence, written, side) -> str:
+    """The claims first (one line each, how to read them, the forest plot), then what ran, the tables, each
+    claim's comparisons, the paired differences and the other plots."""
+    level = ev.level
+    body = ["<h1>PoFT report</h1>", render.claims_summary_html(verdicts, level, ev.min_effect)]
     body += [_img(n, p) for n, p in written.items() if n == "plots/forest.png"]
     body += ["<h2>What ran</h2>", render.frame_html(tables.coverage(raw))]
     body += [render.table_html(t) for t in [*made.values(), *extra]]
+    body.append(render.claims_html(verdicts, level))
     d = diffs[diffs["task"].isin([OVERALL, *chat_tasks]) & diffs["stat"].isin(["last", "avg"])]
     body += ["<h2>Paired differences PoFT − SFT</h2>", render.frame_html(d)]
     body += [_img(n, p) for n, p in written.items() if n.startswith("plots/") and n != "plots/forest.png"]

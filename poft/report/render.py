@@ -112,22 +112,29 @@ def headline(v, level: float) -> dict:
             "cells holding after Holm": holm, "rests on": levels}
 
 
-def claims_markdown(verdicts, rules: dict[str, str], level: float, min_effect: float | None) -> str:
-    """claims.md: one line per claim, how to read them, then per claim its statement, rule, tally and numbers."""
-    out = ["# Claims: verdicts on the measured grid\n",
-           markdown(pd.DataFrame([headline(v, level) for v in verdicts])),
-           f"\nEvery comparison is paired by seed and benchmark item: d[s, i] = treatment − control. Intervals are "
-           f"{level:.0%} t intervals from the crossed seed, item and residual variance components (Satterthwaite "
-           "df; level 'method'); a comparison with one seed has only a 'checkpoint'-level interval, which says "
-           "nothing about the method and is never more than inconclusive. A comparison 'holds' when its interval "
-           "excludes 0 in the claimed direction; it 'fails' when the interval excludes 0 against it, or rules "
-           f"out an effect of δ = {min_effect} Overall points or more (a powered null: δ was declared in the "
-           "config before the run); otherwise it is 'inconclusive', with the MDE (the smallest effect detected "
-           "with power 0.8) saying what it could have detected. A claim over cells holds only if every cell "
-           "holds (intersection-union test) and fails if any cell fails. The pooled effect is a "
-           "DerSimonian-Laird random-effects mean over the method-level cells, with heterogeneity τ² and I². "
-           "'seeds' rows are per-run statistics (std over epochs) or grids without per-item scores: seeds are "
-           "the only unit there.\n"]
+def reading(level: float, min_effect: float | None) -> str:
+    """How to read the verdicts: the paragraph under the headline table (claims.md and report.html)."""
+    return (f"Every comparison is paired by seed and benchmark item: d[s, i] = treatment − control. Intervals are "
+            f"{level:.0%} t intervals from the crossed seed, item and residual variance components (Satterthwaite "
+            "df; level 'method'); a comparison with one seed has only a 'checkpoint'-level interval, which says "
+            "nothing about the method and is never more than inconclusive. A comparison 'holds' when its interval "
+            "excludes 0 in the claimed direction; it 'fails' when the interval excludes 0 against it, or rules "
+            f"out an effect of δ = {min_effect} Overall points or more (a powered null: δ was declared in the "
+            "config before the run); otherwise it is 'inconclusive', with the MDE (the smallest effect detected "
+            "with power 0.8) saying what it could have detected. A claim over cells holds only if every cell "
+            "holds (intersection-union test) and fails if any cell fails. The pooled effect is a "
+            "DerSimonian-Laird random-effects mean over the method-level cells, with heterogeneity τ² and I². "
+            "'seeds' rows are per-run statistics (std over epochs) or grids without per-item scores: seeds are "
+            "the only unit there.")
+
+
+def claims_markdown(verdicts, rules: dict[str, str], level: float, min_effect: float | None,
+                    forest: str | None = None) -> str:
+    """claims.md: one line per claim, the forest plot (a relative link), how to read them, then per claim its
+    statement, rule, tally and numbers."""
+    out = ["# Claims: verdicts on the measured grid\n", markdown(pd.DataFrame([headline(v, level) for v in verdicts]))]
+    out += [f"\n![every cell's PoFT − SFT with its interval and the ±δ band]({forest})\n"] if forest else []
+    out.append("\n" + reading(level, min_effect) + "\n")
     for v in verdicts:
         out.append(f"\n## {v.claim}: {v.verdict}\n\n> {v.statement}\n\nRule: {rules.get(v.claim, '')}\n\n{v.text}\n")
         if len(v.numbers):
@@ -136,8 +143,15 @@ def claims_markdown(verdicts, rules: dict[str, str], level: float, min_effect: f
     return "\n".join(out)
 
 
+def claims_summary_html(verdicts, level: float, min_effect: float | None) -> str:
+    """The headline: one line per claim and how to read it (the forest plot follows it in report.html)."""
+    return (f"<h2>Claims</h2>{frame_html(pd.DataFrame([headline(v, level) for v in verdicts]))}"
+            f"<p class='note'>{html.escape(reading(level, min_effect))}</p>")
+
+
 def claims_html(verdicts, level: float) -> str:
-    parts = ["<h2>Claims</h2>", frame_html(pd.DataFrame([headline(v, level) for v in verdicts]))]
+    """Per claim: statement, tally and its comparisons (the long tables, after the summary and the tables)."""
+    parts = ["<h2>Claims in detail</h2>"]
     for v in verdicts:
         parts.append(f"<h3>{html.escape(v.claim)}: {html.escape(v.verdict)}</h3><p>{html.escape(v.statement)}</p>"
                      f"<p>{html.escape(v.text)}</p>")
