@@ -2,6 +2,7 @@
 checksum of cached payloads catches any change after writing."""
 
 import errno
+import hashlib
 import tempfile
 from pathlib import Path
 
@@ -65,3 +66,13 @@ def test_checksum_catches_any_change(tmp_path):
     path.write_text('{"rows": [')
     with pytest.raises(CorruptFileError, match=r"c.json: unreadable or truncated \("):
         read_checked_json(path)
+
+
+def test_checksums_hash_a_lone_surrogate_instead_of_crashing():
+    """Found by the fuzzer: an items file with an extra field holding "\\ud800" (valid JSON, not valid UTF-8)
+    crashed the checksum with UnicodeEncodeError. It hashes now, stably; valid text hashes as before."""
+    from poft.io import payload_checksum, sha256_text
+
+    obj = {"ids": ["a"], "extra": {"": "\ud800"}}
+    assert payload_checksum(obj) == payload_checksum(dict(obj)) != payload_checksum({"ids": ["a"]})
+    assert sha256_text("héllo") == hashlib.sha256("héllo".encode("utf-8")).hexdigest()
