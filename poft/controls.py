@@ -167,8 +167,7 @@ def pairs_from_source(read: SourceRows, limit: int | None = None) -> list[dict]:
         if isinstance(entry, Problem):
             errors.add(entry)
             continue
-        i, row = entry
-        index, line = read.index[i], read.line_of(i)
+        row, index, line = entry
         try:
             pair = _pair(row, index)
         except _PairRowError as e:

@@ -38,8 +38,7 @@ def load_conversations(
         if isinstance(entry, Problem):  # not a row at all: invalid JSON, a cut-off line, a non-object
             validator.drop(entry)
             continue
-        i, row = entry
-        index, line = read.index[i], read.line_of(i)
+        row, index, line = entry
         try:
             conv = to_conversation(row, fmt)
         except RowError as e:
@@ -70,7 +69,8 @@ def read_conversations(path: str | os.PathLike) -> list[dict]:
         if isinstance(entry, Problem):
             validator.drop(entry)
         else:
-            validator.check(read.index[entry[0]], entry[1], read.line_of(entry[0]))
+            row, index, line = entry
+            validator.check(index, row, line)
     validator.finish()
     return [_normalized(c) for c in read.rows]
 

@@ -74,14 +74,14 @@ class SourceRows:
     def line_of(self, i: int) -> int | None:
         return self.lines[i] if self.lines is not None else None
 
-    def in_order(self) -> Iterator[tuple[int, dict] | Problem]:
-        """Rows (as `(i, row)`) and problems, interleaved in file order."""
+    def in_order(self) -> Iterator[tuple[dict, int, int | None] | Problem]:
+        """Rows (as `(row, entry index, line)`) and problems, interleaved in file order."""
         k = 0
         for i, row in enumerate(self.rows):
             while k < len(self.problems) and self.problems[k].row < self.index[i]:
                 yield self.problems[k]
                 k += 1
-            yield i, row
+            yield row, self.index[i], self.line_of(i)
         yield from self.problems[k:]
 
     def strict(self) -> list[dict]:
