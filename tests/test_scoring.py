@@ -85,6 +85,23 @@ def test_length_sorted_batches_respect_token_budget():
     assert sorted(i for b in batches for i in b) == list(range(6))
 
 
+def patch_shards(monkeypatch, crash_at: int | None = None) -> list:
+    """Route `score_dataset`'s shards through a recorder; the `crash_at`-th shard raises, as a kill would.
+    Returns the list of scored shards' ids, filled as they are scored."""
+    import poft.scoring as scoring
+
+    real, calls = scoring._score_shard, []
+
+    def shard(model, tokenizer, part, *a):
+        calls.append([c["id"] for c in part])
+        if len(calls) == crash_at:
+            raise RuntimeError("killed")
+        return real(model, tokenizer, part, *a)
+
+    monkeypatch.setattr(scoring, "_score_shard", shard)
+    return calls
+
+
 def test_score_dataset_writes_meta_and_resumes_from_shards(tmp_path, monkeypatch):
     tok = make_tokenizer("zephyr")
     model = tiny_llama(len(tok))
@@ -100,24 +117,13 @@ def test_score_dataset_writes_meta_and_resumes_from_shards(tmp_path, monkeypatch
     assert not (tmp_path / "scores.json.shards").exists()
 
     # Crash after the second shard: rerun must reuse shards 0 and 1 and score only shard 2.
-    import poft.scoring as scoring
-
-    calls = []
-    real = scoring._score_shard
-
-    def crashing(model, tokenizer, part, *a):
-        calls.append([c["id"] for c in part])
-        if len(calls) == 3:
-            raise RuntimeError("killed")
-        return real(model, tokenizer, part, *a)
-
     out2 = tmp_path / "again.json"
-    monkeypatch.setattr(scoring, "_score_shard", crashing)
+    patch_shards(monkeypatch, crash_at=3)
     with pytest.raises(RuntimeError):
         score_dataset(model, tok, convs, out2, spec=spec, model_name="m1", dataset_fingerprint="fp", progress=False)
     assert not out2.exists() and len(list((tmp_path / "again.json.shards").glob("*.json"))) == 2
-    calls.clear()
-    monkeypatch.setattr(scoring, "_score_shard", lambda *a: (calls.append(1), real(*a))[1])
+    monkeypatch.undo()
+    calls = patch_shards(monkeypatch)
     score_dataset(model, tok, convs, out2, spec=spec, model_name="m1", dataset_fingerprint="fp", progress=False)
     assert len(calls) == 1
     again = json.loads(out2.read_text())
@@ -133,22 +139,15 @@ def test_stale_shards_are_rescored_when_data_or_weights_change(tmp_path, monkeyp
     tok = make_tokenizer("chatml")
     convs = make_conversations(6)
     spec = ScoreSpec(max_length=60, shard_size=3)
-    real, calls = scoring._score_shard, []
-
-    def crash_on_second(model, tokenizer, part, *a):
-        calls.append(1)
-        if len(calls) == 2:
-            raise RuntimeError("killed")
-        return real(model, tokenizer, part, *a)
 
     def run(model, data, out):
         return score_dataset(model, tok, data, out, spec=spec, model_name="m", dataset_fingerprint="fp",
                              progress=False)
 
-    monkeypatch.setattr(scoring, "_score_shard", crash_on_second)
+    patch_shards(monkeypatch, crash_at=2)
     with pytest.raises(RuntimeError):
         run(tiny_llama(len(tok), seed=0), convs, tmp_path / "s.json")  # leaves shard 0 of the old data behind
-    monkeypatch.setattr(scoring, "_score_shard", real)
+    monkeypatch.undo()
     regenerated = [{**c, "messages": [*c["messages"][:-1], {"role": "assistant", "content": "five"}]} for c in convs]
     model = tiny_llama(len(tok), seed=0)
     run(model, regenerated, tmp_path / "s.json")
@@ -157,11 +156,10 @@ def test_stale_shards_are_rescored_when_data_or_weights_change(tmp_path, monkeyp
     run(model, regenerated, fresh)
     assert rows == json.loads(fresh.read_text())["rows"]  # not the old data's scores under the same ids
 
-    monkeypatch.setattr(scoring, "_score_shard", crash_on_second)
-    calls.clear()
+    patch_shards(monkeypatch, crash_at=2)
     with pytest.raises(RuntimeError):
         run(tiny_llama(len(tok), seed=0), convs, tmp_path / "w.json")
-    monkeypatch.setattr(scoring, "_score_shard", real)
+    monkeypatch.undo()
     rebuilt = tiny_llama(len(tok), seed=1)  # same name "m", other weights
     meta = run(rebuilt, convs, tmp_path / "w.json")
     run(rebuilt, convs, tmp_path / "w_fresh.json")
@@ -172,23 +170,14 @@ def test_stale_shards_are_rescored_when_data_or_weights_change(tmp_path, monkeyp
 def test_corrupt_or_truncated_shards_are_named_and_rescored(tmp_path, monkeypatch, caplog):
     """A shard carries the sha256 of its content: one changed or cut off after it was written is named in a
     warning and rescored, never used; the result equals a fresh run."""
-    import poft.scoring as scoring
-
     tok = make_tokenizer("zephyr")
     model, convs, spec = tiny_llama(len(tok)), make_conversations(9), ScoreSpec(max_length=60, shard_size=3)
-    real, calls = scoring._score_shard, []
-
-    def crash_on_third(model, tokenizer, part, *a):
-        calls.append(1)
-        if len(calls) == 3:
-            raise RuntimeError("killed")
-        return real(model, tokenizer, part, *a)
 
     def run(out):
         return score_dataset(model, tok, convs, out, spec=spec, model_name="m", dataset_fingerprint="fp",
                              progress=False)
 
-    monkeypatch.setattr(scoring, "_score_shard", crash_on_third)
+    patch_shards(monkeypatch, crash_at=3)
     with pytest.raises(RuntimeError):
         run(tmp_path / "s.json")
     first, second = sorted((tmp_path / "s.json.shards").glob("*.json"))
@@ -197,8 +186,8 @@ def test_corrupt_or_truncated_shards_are_named_and_rescored(tmp_path, monkeypatc
     saved["rows"][0]["score"] = 0.0  # a plausible value: only the checksum can tell
     first.write_text(json.dumps(saved))
     second.write_text(second.read_text()[:-15])
-    calls.clear()
-    monkeypatch.setattr(scoring, "_score_shard", lambda *a: (calls.append(1), real(*a))[1])
+    monkeypatch.undo()
+    calls = patch_shards(monkeypatch)
     run(tmp_path / "s.json")
     assert len(calls) == 3
     assert f"{first}: checksum mismatch, the content changed after it was written; rescoring" in caplog.text
