@@ -26,8 +26,9 @@ from torch.utils.checkpoint import checkpoint
 
 from . import __version__
 from .chat import IGNORE_INDEX, TokenizationReport, TokenizedChat, template_hash, tokenize_chat, response_only
+from .data import dataset_fingerprint as conversations_fingerprint
 from .data.errors import DataErrors, Problem
-from .io import CorruptFileError, canonical_json, read_checked_json, read_json, sha256_text, with_checksum, write_json
+from .io import CorruptFileError, file_sha256, read_checked_json, read_json, with_checksum, write_json
 
 log = logging.getLogger(__name__)
 
@@ -223,21 +224,17 @@ def load_model_and_tokenizer(source: str, device: str = "auto", dtype: str = "au
 
 # Files whose bytes decide a model's scores: weights, config, tokenizer (training checkpoints also hold
 # optimizer and RNG states, which do not).
-WEIGHT_FILES = ("*.safetensors", "pytorch_model*.bin", "*.gguf", "config.json", "tokenizer*", "*.model", "vocab*",
-                "merges.txt", "special_tokens_map.json", "chat_template.jinja")
+WEIGHT_FILES = (*WEIGHT_PATTERNS, "*.gguf", "config.json", "tokenizer*", "*.model", "vocab*", "merges.txt",
+                "special_tokens_map.json", "chat_template.jinja")
 
 
-def _file_sha256(path: Path) -> str:
+def _content_id(path: Path) -> str:
     """sha256 of a file's bytes. A file in the Hugging Face cache is a link to blobs/<sha256 of its bytes> (for
     weights, which are stored through LFS): the name is the hash, and a 15 GB model need not be read."""
     target = path.resolve()
     if target.parent.name == "blobs" and len(target.name) == 64 and all(c in "0123456789abcdef" for c in target.name):
         return target.name
-    h = hashlib.sha256()
-    with open(target, "rb") as f:
-        for block in iter(lambda: f.read(1 << 24), b""):
-            h.update(block)
-    return h.hexdigest()
+    return file_sha256(target)
 
 
 def weights_fingerprint(source: str) -> str:
@@ -253,7 +250,7 @@ def weights_fingerprint(source: str) -> str:
         raise FileNotFoundError(f"model {source!r}: no weight, config or tokenizer files to fingerprint")
     h = hashlib.sha256()
     for f in files:
-        h.update(f"{f.name}:{_file_sha256(f)}\n".encode())
+        h.update(f"{f.name}:{_content_id(f)}\n".encode())
     return h.hexdigest()[:32]
 
 
@@ -264,12 +261,6 @@ def state_fingerprint(model) -> str:
         h.update(f"{name}:{tuple(t.shape)}:{t.dtype}:".encode())
         h.update(t.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
     return h.hexdigest()[:32]
-
-
-def conversations_fingerprint(conversations: list[dict]) -> str:
-    """Content hash of conversations (ids and messages): a shard of regenerated data with the same ids (the noise
-    recipe keeps them) is not the shard that was scored."""
-    return sha256_text(canonical_json([[c["id"], c["messages"]] for c in conversations]))[:32]
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -357,6 +348,8 @@ def score_dataset(
     n_shards = max(1, math.ceil(len(conversations) / spec.shard_size))
     for k in range(n_shards):
         part = conversations[k * spec.shard_size : (k + 1) * spec.shard_size]
+        # The shard's content, not its ids: regenerated data with the same ids (the noise recipe keeps them) is
+        # not the data that was scored.
         key = {**{m: meta[m] for m in ("kind", "weights", "template_hash", "max_length", "dtype")},
                "conversations": conversations_fingerprint(part)}
         shard_file = shard_dir / f"shard-{k:05d}-of-{n_shards:05d}.json"
