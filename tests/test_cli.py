@@ -80,7 +80,6 @@ def test_a_base_model_without_chat_template_trains_with_a_named_one(tmp_path, ca
 
     from poft.chat import template_hash
     from poft.data import save_conversations
-    from poft.io import write_json
     from poft.scoring import load_model_and_tokenizer
 
     tok = make_tokenizer("zephyr")

@@ -118,14 +118,15 @@ def _load(path: Path):
         raise ItemsFileError(f"{path}: not JSON ({e})") from None
 
 
-def read_items(metrics_path: str | Path) -> dict:
+def read_items(metrics_path: str | Path, record: dict | None = None) -> dict:
     """The per-item scores behind a metrics JSON: {"task", "metric", "ids", "scores", "groups", "path"}.
 
     The items file is the one the record names ("items_file", beside it). It must agree with the record: same
-    task and metric, `n_items` items, and scores whose mean is the record's value.
+    task and metric, `n_items` items, and scores whose mean is the record's value. `record`: the metrics JSON
+    already read (by a caller that needed it anyway), else it is read here.
     """
     metrics_path = Path(metrics_path)
-    record = _load(metrics_path)
+    record = _load(metrics_path) if record is None else record
     if not isinstance(record, dict):
         raise ItemsFileError(f"{metrics_path}: expected a JSON object, got {type(record).__name__}")
     name = record.get("items_file")

@@ -27,10 +27,10 @@ import pandas as pd
 from ..io import atomic_path, read_json, write_text
 from . import plots, render, tables
 from .claims import Evidence, judge, rules
-from .bundle import read_bundle, write_bundle
-from .collect import OVERALL, MetricsFileError, collect, collect_items, overall_gaps, with_overall
+from .bundle import evidence, read_bundle, write_bundle
+from .collect import OVERALL, MetricsFileError, collect, collect_items, overall_gaps
 from .paper import reproduced_vs_reported
-from .stats import paired_differences, score_spread
+from .stats import paired_differences
 from .summary import per_seed
 
 FILES = ("results.csv", "runs.csv", "differences.csv", "tables.md", "claims.md", "paper.md",
@@ -150,11 +150,10 @@ def report_from_data(data_dir: str | Path, out_dir: str | Path, paper_dir: str |
                      ) -> dict[str, Path]:
     """Every output of `build_report` from a report data folder (`bundle`) alone."""
     out, data = Path(out_dir), read_bundle(data_dir)
-    o = data["options"]
-    overall_tasks, chat_tasks, noise_datasets, level = o["overall_tasks"], o["chat_tasks"], o["noise_datasets"], o["level"]
+    ev = evidence(data)
+    o, df, spreads = data["options"], ev.df, ev.spreads or {}
+    overall_tasks, chat_tasks, noise_datasets, level = ev.overall_tasks, ev.chat_tasks, ev.noise_datasets, ev.level
     raw, score_objs, logp = data["results"], data["scores"], data["target_logp"]
-    df = with_overall(raw, overall_tasks)
-    spreads = {ds: score_spread(obj) for ds, obj in score_objs.items()}
     made = {
         "table1": tables.table1(df, overall_tasks), "table2": tables.table2(df, chat_tasks),
         "table3": tables.table3(df, chat_tasks), "table4": tables.table4(df, data["kept"]),
@@ -162,9 +161,6 @@ def report_from_data(data_dir: str | Path, out_dir: str | Path, paper_dir: str |
     }
     extra = [tables.noise_table(df, noise_datasets)] if noise_datasets else []
     extra.append(tables.control_table(df))
-    ev = Evidence(df, chat_tasks=list(chat_tasks), overall_tasks=list(overall_tasks), focus_task=o["focus_task"],
-                  noise_datasets=list(noise_datasets), main=o["main_datasets"], spreads=spreads or None,
-                  items=data["items"], min_effect=o["min_effect"], level=level)
     diffs = paired_differences(ev)
     verdicts = judge(ev)
     paper, paper_names = o["paper"], o["paper_names"]

@@ -18,7 +18,9 @@ from pathlib import Path
 import pandas as pd
 
 from ..io import atomic_path, read_json, write_json
-from .collect import COLUMNS, ITEM_COLUMNS, MetricsFileError, _typed
+from .collect import COLUMNS, ITEM_COLUMNS, MetricsFileError, _typed, with_overall
+from .stats import score_spread
+from .verdicts import Evidence
 
 SCHEMA = "poft.report-data/1"
 FILES = ("results.parquet", "items.parquet", "scores.parquet", "inputs.json")
@@ -68,3 +70,14 @@ def read_bundle(folder: str | Path) -> dict:
     kept = {(k.pop("base"), k.pop("dataset"), k.pop("variant")): k for k in (dict(x) for x in inputs["kept"])}
     return {"results": results, "items": items, "scores": scores, "target_logp": target_logp, "kept": kept,
             "options": inputs["options"]}
+
+
+def evidence(data: dict) -> Evidence:
+    """The `verdicts.Evidence` a report data folder (`read_bundle`) describes: Overall rows added, the aligned-
+    score spreads computed, every option applied. `build` and `power` read a folder through this alone."""
+    o = data["options"]
+    spreads = {ds: score_spread(obj) for ds, obj in data["scores"].items()}
+    return Evidence(with_overall(data["results"], o["overall_tasks"]), chat_tasks=list(o["chat_tasks"]),
+                    overall_tasks=list(o["overall_tasks"]), focus_task=o["focus_task"],
+                    noise_datasets=list(o["noise_datasets"]), main=o["main_datasets"], spreads=spreads or None,
+                    items=data["items"], min_effect=o["min_effect"], level=o["level"])

@@ -169,10 +169,11 @@ def collect_items(records: Iterable[Mapping]) -> pd.DataFrame:
     frames = []
     for i, rec in enumerate(records):
         rec = _check_record(i, rec)
-        if not read_metrics(rec["metrics_file"]).get("items_file"):
+        metrics = read_metrics(rec["metrics_file"])
+        if not metrics.get("items_file"):
             continue
         try:
-            it = read_items(rec["metrics_file"])
+            it = read_items(rec["metrics_file"], metrics)
         except ValueError as e:  # ItemsFileError: names the file and the field
             raise MetricsFileError(str(e)) from e
         f = pd.DataFrame({"item": it["ids"], "score": it["scores"], "group": it["groups"] or [None] * len(it["ids"])})

@@ -14,28 +14,17 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .bundle import read_bundle
-from .collect import OVERALL, with_overall
+from .bundle import evidence, read_bundle
+from .claims import PO, SF
+from .collect import OVERALL
 from .contrasts import contrast_matrix
 from .effects import paired_effect, plan_power, variance_components
-from .verdicts import Evidence
-
-PO = {"method": "poft", "variant": "full"}
-SF = {"method": "sft", "variant": "full"}
-
-
-def evidence_from_data(data_dir: str | Path) -> Evidence:
-    data = read_bundle(data_dir)
-    o = data["options"]
-    return Evidence(with_overall(data["results"], o["overall_tasks"]), overall_tasks=o["overall_tasks"],
-                    noise_datasets=o["noise_datasets"], main=o["main_datasets"], items=data["items"],
-                    min_effect=o["min_effect"], level=o["level"])
 
 
 def plan_from_results(data_dir: str | Path, delta: float, seeds=(2, 3, 5, 8), items=None, level: float = 0.95
                       ) -> pd.DataFrame:
     """One row per (C1 cell, seeds, items): the measured design first (`measured` True), then the plan."""
-    ev = evidence_from_data(data_dir)
+    ev = evidence(read_bundle(data_dir))
     rows = []
     for base in sorted(ev.ps["base"].unique()):
         for ds in ev.main_datasets:

@@ -13,6 +13,7 @@ import math
 import numpy as np
 import pandas as pd
 
+from .contrasts import EFFECT_COLUMNS
 from .effects import paired_effect  # noqa: F401  (the entry point, re-exported: poft.report.stats.paired_effect)
 
 # A variant with only a PoFT arm is compared with the SFT run of this variant (the shuffled-score control).
@@ -24,8 +25,6 @@ def paired_differences(ev, stats=("last", "avg", "std", "mean_all")) -> pd.DataF
     `verdicts.Evidence`. stat: last = value at the last epoch, avg = mean over epochs excluding the first,
     std = std over all epochs, mean_all = mean over all epochs (see `summary`). The SFT arm is the same
     variant's, except for variants in CONTROL_VARIANT (shuffled PoFT vs the plain SFT run)."""
-    from .contrasts import EFFECT_COLUMNS
-
     out = []
     for variant in sorted(ev.ps.loc[ev.ps["method"] == "poft", "variant"].unique()):
         ctrl = {"method": "sft", "variant": CONTROL_VARIANT.get(variant, variant)}
