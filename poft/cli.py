@@ -91,7 +91,8 @@ def cmd_score(a) -> None:
     convs = _conversations(a.data)
     model, tokenizer = load_model_and_tokenizer(a.model, a.device, a.dtype, a.attn, a.chat_template)
     spec = ScoreSpec(max_length=a.max_length, max_batch_size=a.batch_size, max_batch_tokens=a.max_batch_tokens,
-                     chunk_tokens=a.chunk_tokens, shard_size=a.shard_size, kind=a.kind)
+                     chunk_tokens=a.chunk_tokens, shard_size=a.shard_size, kind=a.kind,
+                     padding_free=a.padding_free)
     meta = score_dataset(model, tokenizer, convs, a.out, spec=spec, model_name=a.name or a.model,
                          dataset_fingerprint=dataset_fingerprint(convs), progress=not a.quiet,
                          weights=weights_fingerprint(a.model))
@@ -576,6 +577,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--device", default="auto")
     s.add_argument("--dtype", default="auto", help="auto (bf16 on GPU, float32 on CPU) | float32 | bfloat16")
     s.add_argument("--attn", default=None, help="attention implementation, e.g. flash_attention_2")
+    s.add_argument("--padding-free", default="auto", choices=["auto", "true", "false"],
+                   help="pack each batch's samples into rows without padding (auto: where the model keeps packed "
+                        "samples apart)")
     s.add_argument("--quiet", action="store_true")
     _add_chat_template(s)
     s.add_argument("--out", required=True)

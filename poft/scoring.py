@@ -25,6 +25,7 @@ import torch
 from torch.utils.checkpoint import checkpoint
 
 from . import __version__
+from .batches import batch_layout, collate, model_inputs
 from .chat import IGNORE_INDEX, TokenizationReport, TokenizedChat, template_hash, tokenize_chat, response_only
 from .data import dataset_fingerprint as conversations_fingerprint
 from .data.errors import DataErrors, Problem
@@ -62,24 +63,22 @@ def _chunk_logps(lm_head, transform, hidden: torch.Tensor, targets: torch.Tensor
     return target_logps(transform(lm_head(hidden)).float(), targets)  # [chunk, V]: the only vocab-sized tensor
 
 
-def token_logprobs(
-    model, input_ids: torch.Tensor, attention_mask: torch.Tensor, labels: torch.Tensor, chunk_tokens: int = 1024,
-    head_model=None,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """log p(labels[b, t] | tokens < t) for every labelled position.
+def token_logprobs(model, batch: dict, chunk_tokens: int = 1024, head_model=None
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
+    """log p(labels[r, t] | the sample's tokens before t) for every labelled position of a batch of either layout
+    (poft.batches: padded or packed).
 
-    input_ids, attention_mask, labels: [B, L] (right-padded; labels IGNORE_INDEX where not scored).
     head_model: the unwrapped model whose lm head to use, when `model` is a DDP/DeepSpeed wrapper.
-    Returns (logps [N] float32, sample_index [N] long), in (b, t) order.
+    Returns (logps [N] float32, sample_index [N] long), in (row, t) order.
     """
     # The forward goes through the (possibly wrapped) model so that DDP / ZeRO hooks run; logits_to_keep=1
     # makes it project only the last position, and the last hidden state (after the final norm) is ours.
-    out = model(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True, logits_to_keep=1)
-    hidden = out.hidden_states[-1]  # [B, L, H]
+    out = model(**model_inputs(batch), output_hidden_states=True, logits_to_keep=1)
+    hidden = out.hidden_states[-1]  # [R, W, H]
     head_model = head_model or model
-    target = labels[:, 1:]  # position t predicts token t + 1
-    keep = target != IGNORE_INDEX  # [B, L-1]
-    sample_index = keep.nonzero()[:, 0]
+    target = batch["labels"][:, 1:]  # position t predicts token t + 1
+    keep = target != IGNORE_INDEX  # [R, W-1]
+    sample_index = batch["sample_index"][:, 1:][keep]
     hidden, target = hidden[:, :-1][keep], target[keep]  # [N, H], [N]
     lm_head, transform = head_model.get_output_embeddings(), _logits_transform(head_model.config)
     pieces = []
@@ -91,24 +90,6 @@ def token_logprobs(
             pieces.append(_chunk_logps(lm_head, transform, h, y))
     logps = torch.cat(pieces) if pieces else hidden.new_zeros(0, dtype=torch.float32)
     return logps, sample_index
-
-
-def pad_batch(samples: list[TokenizedChat] | list[dict], pad_id: int) -> dict[str, torch.Tensor]:
-    """Right-pad to the longest sample in the batch (never to max_length).
-
-    samples: TokenizedChat objects or dicts with "input_ids" and "labels" (the training examples).
-    """
-    pairs = [(s["input_ids"], s["labels"]) if isinstance(s, dict) else (s.input_ids, s.labels) for s in samples]
-    width = max(len(ids) for ids, _ in pairs)
-    ids = torch.full((len(pairs), width), pad_id, dtype=torch.long)
-    labels = torch.full((len(pairs), width), IGNORE_INDEX, dtype=torch.long)
-    mask = torch.zeros((len(pairs), width), dtype=torch.long)
-    for i, (sample_ids, sample_labels) in enumerate(pairs):
-        n = len(sample_ids)
-        ids[i, :n] = torch.tensor(sample_ids)
-        labels[i, :n] = torch.tensor(sample_labels)
-        mask[i, :n] = 1
-    return {"input_ids": ids, "attention_mask": mask, "labels": labels}
 
 
 def pad_token_id(tokenizer) -> int:
@@ -140,10 +121,11 @@ def length_sorted_batches(lengths: list[int], max_batch_size: int, max_batch_tok
 @torch.no_grad()
 def mean_logprobs(
     model, samples: list[TokenizedChat], pad_id: int, *, max_batch_size: int = 16, max_batch_tokens: int = 16384,
-    chunk_tokens: int = 1024, progress: bool = False,
+    chunk_tokens: int = 1024, progress: bool = False, layout: str = "padded",
 ) -> list[tuple[float, int]]:
     """(mean log p over labelled tokens, number of labelled tokens) per sample, in input order.
 
+    layout: poft.batches.collate's (padded | packed | one_row); `poft.batches.batch_layout` picks it for a model.
     A sample with no labelled token (all cut by truncation) gets NaN, and the caller counts it.
     """
     device = next(model.parameters()).device
@@ -155,8 +137,8 @@ def mean_logprobs(
 
         iterator = tqdm(batches, desc="scoring", unit="batch")
     for batch in iterator:
-        tensors = {k: v.to(device) for k, v in pad_batch([samples[i] for i in batch], pad_id).items()}
-        logps, index = token_logprobs(model, **tensors, chunk_tokens=chunk_tokens)
+        tensors = {k: v.to(device) for k, v in collate([samples[i] for i in batch], pad_id, layout).items()}
+        logps, index = token_logprobs(model, tensors, chunk_tokens=chunk_tokens)
         sums = torch.zeros(len(batch), dtype=torch.float64, device=device).index_add(0, index, logps.double())
         counts = torch.bincount(index, minlength=len(batch))
         for j, i in enumerate(batch):
@@ -276,15 +258,17 @@ class ScoreSpec:
     chunk_tokens: int = 1024
     shard_size: int = 4096  # samples per resumable shard
     kind: str = "aligned"  # aligned: r_m ; ifd: instruction-following difficulty
+    padding_free: str = "auto"  # poft.batches.batch_layout: auto | true | false (scores agree to float rounding)
 
 
-def _score_shard(model, tokenizer, conversations, spec: ScoreSpec, report: TokenizationReport, progress: bool):
+def _score_shard(model, tokenizer, conversations, spec: ScoreSpec, report: TokenizationReport, progress: bool,
+                 layout: str = "padded"):
     pad = pad_token_id(tokenizer)
     chats = [tokenize_chat(tokenizer, c["messages"], spec.max_length) for c in conversations]
     for c, t in zip(conversations, chats):
         report.add(c["id"], t)
     kw = dict(max_batch_size=spec.max_batch_size, max_batch_tokens=spec.max_batch_tokens,
-              chunk_tokens=spec.chunk_tokens, progress=progress)
+              chunk_tokens=spec.chunk_tokens, progress=progress, layout=layout)
     cond = mean_logprobs(model, chats, pad, **kw)
     if spec.kind == "aligned":
         return [
@@ -346,6 +330,7 @@ def score_dataset(
     report = TokenizationReport()
     started = time.time()
     n_shards = max(1, math.ceil(len(conversations) / spec.shard_size))
+    layout = batch_layout(spec.padding_free, model)
     for k in range(n_shards):
         part = conversations[k * spec.shard_size : (k + 1) * spec.shard_size]
         # The shard's content, not its ids: regenerated data with the same ids (the noise recipe keeps them) is
@@ -359,11 +344,12 @@ def score_dataset(
             for r in saved:  # counts for the report come back with the shard
                 report.add(r["id"], TokenizedChat([], [], r["truncated"], r["n_tokens"]))
             continue
-        shard_rows = _score_shard(model, tokenizer, part, spec, report, progress)
+        shard_rows = _score_shard(model, tokenizer, part, spec, report, progress, layout)
         write_json(shard_file, with_checksum({"key": key, "rows": shard_rows}))
         rows.extend(shard_rows)
     meta["tokenization"] = report.to_dict()
     meta["seconds"] = round(time.time() - started, 3)
+    meta["batch_layout"] = layout
     meta["n_tokens"] = sum(r["n_tokens"] for r in rows)
     write_json(out_path, {"meta": meta, "rows": rows})
     for f in sorted(shard_dir.glob("shard-*.json")):

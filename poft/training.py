@@ -31,7 +31,8 @@ from .io import write_json
 from .losses import ObjectiveInputs, get_objective
 from .runs import TRAIN_MARKER, WEIGHTS_SHA256, CorruptCheckpointError, checkpoint_problem, epoch_checkpoints, \
     weights_checksums
-from .scoring import pad_batch, pad_token_id, target_logps, token_logprobs
+from .batches import batch_layout, collate, full_sequence_labels, model_inputs
+from .scoring import pad_token_id, target_logps, token_logprobs
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +74,12 @@ class TrainSpec:
     deepspeed: str | None = _help("path to a DeepSpeed JSON config (GPU clusters)", None)
     attn_implementation: str | None = _help("eager | sdpa | flash_attention_2; None lets transformers choose", None)
     dataloader_num_workers: int = _help("data loader worker processes", 0)
+    padding_free: str = _help(
+        "auto | true | false: pack each micro-batch's samples into rows with position_ids restarting at each "
+        "sample, no pad token computed (auto: where the model keeps packed samples apart; poft.batches)", "auto")
+    group_by_length: bool = _help(
+        "batches of similar lengths (transformers' length-grouped sampler, seeded: SFT and PoFT runs of one seed "
+        "still get the same batches); less padding, less random batches", False)
 
     @classmethod
     def from_dict(cls, d: dict) -> "TrainSpec":
@@ -84,8 +91,9 @@ class TrainSpec:
         get_objective(self.loss)  # fails with the list of valid losses
         if self.target_tokens not in TARGET_TOKENS:
             raise ValueError(f"target_tokens {self.target_tokens!r}; valid: {', '.join(TARGET_TOKENS)}")
-        if str(self.bf16).lower() not in ("auto", "true", "false"):
-            raise ValueError(f"bf16 {self.bf16!r}; valid: auto, true, false")
+        for name in ("bf16", "padding_free"):
+            if str(getattr(self, name)).lower() not in ("auto", "true", "false"):
+                raise ValueError(f"{name} {getattr(self, name)!r}; valid: auto, true, false")
 
     def use_bf16(self) -> bool:
         flag = str(self.bf16).lower()
@@ -139,12 +147,13 @@ def build_examples(conversations: list[dict], tokenizer, max_length: int, scores
 
 @dataclass
 class ChatCollator:
-    """Right-pads a batch and carries each sample's aligned scores [B, M] and ids."""
+    """A batch in `layout` (poft.batches.collate), with each sample's aligned scores [B, M] and ids."""
 
     pad_id: int
+    layout: str = "padded"
 
     def __call__(self, examples: list[dict]) -> dict:
-        batch = pad_batch(examples, self.pad_id)
+        batch = collate(examples, self.pad_id, self.layout)
         if examples[0]["aligned"] is not None:
             batch["aligned_scores"] = torch.tensor([e["aligned"] for e in examples], dtype=torch.float32)
         batch["sample_ids"] = [e["id"] for e in examples]
@@ -158,22 +167,21 @@ class ChatCollator:
 
 def objective_inputs(model, head_model, batch: dict, spec: TrainSpec) -> ObjectiveInputs:
     """One forward pass -> per-token log-probs of the response tokens and of the tokens r_theta averages."""
-    ids, mask, labels = batch["input_ids"], batch["attention_mask"], batch["labels"]
-    scored = labels
-    if spec.target_tokens == "full_sequence":
-        scored = ids.masked_fill(mask == 0, IGNORE_INDEX)
+    labels = batch["labels"]
+    scored = labels if spec.target_tokens == "response" else full_sequence_labels(batch)
     if spec.chunked_lm_head:
-        logps, index = token_logprobs(model, ids, mask, scored, spec.chunk_tokens, head_model=head_model)
+        logps, index = token_logprobs(model, {**batch, "labels": scored}, spec.chunk_tokens, head_model=head_model)
     else:
-        logits = model(input_ids=ids, attention_mask=mask).logits[:, :-1].float()
+        logits = model(**model_inputs(batch)).logits[:, :-1].float()
         keep = scored[:, 1:] != IGNORE_INDEX
-        index = keep.nonzero()[:, 0]
+        index = batch["sample_index"][:, 1:][keep]
         logps = target_logps(logits[keep], scored[:, 1:][keep])
     aligned = batch.get("aligned_scores")
+    n_samples = int(batch["sample_index"].max()) + 1
     if spec.target_tokens == "response":
-        return ObjectiveInputs(logps, index, logps, index, ids.shape[0], aligned)
+        return ObjectiveInputs(logps, index, logps, index, n_samples, aligned)
     is_response = (labels[:, 1:] != IGNORE_INDEX)[scored[:, 1:] != IGNORE_INDEX]
-    return ObjectiveInputs(logps[is_response], index[is_response], logps, index, ids.shape[0], aligned)
+    return ObjectiveInputs(logps[is_response], index[is_response], logps, index, n_samples, aligned)
 
 
 class PoFTTrainer(Trainer):
@@ -257,6 +265,7 @@ def training_arguments(spec: TrainSpec, out_dir: str | Path) -> TrainingArgument
         report_to=[],
         remove_unused_columns=False,  # the collator's aligned scores and ids must reach compute_loss
         dataloader_num_workers=spec.dataloader_num_workers,
+        train_sampling_strategy="group_by_length" if spec.group_by_length else "random",
         dataloader_pin_memory=torch.cuda.is_available(),
         disable_tqdm=True,
     )
@@ -275,11 +284,12 @@ def train(
     if spec.loss == "poft" and examples and examples[0]["aligned"] is None:
         raise ValueError("loss 'poft' needs aligned scores for every example: pass a merged score file")
     args = training_arguments(spec, out_dir)
+    layout = batch_layout(spec.padding_free, model)
     trainer = PoFTTrainer(
-        model=model, args=args, train_dataset=examples, data_collator=ChatCollator(pad_token_id(tokenizer)),
+        model=model, args=args, train_dataset=examples, data_collator=ChatCollator(pad_token_id(tokenizer), layout),
         processing_class=tokenizer, spec=spec,
     )
-    record = {"spec": dataclasses.asdict(spec), **(record or {})}
+    record = {"spec": dataclasses.asdict(spec), "batch_layout": layout, **(record or {})}
     trainer.add_callback(EpochCheckpoints(trainer, record))
     if stop_after_epochs is not None:
         trainer.add_callback(_StopAfter(stop_after_epochs))
@@ -296,6 +306,7 @@ def train(
     result = trainer.train(resume_from_checkpoint=resume)
     summary = {
         "resumed_from": resume,
+        "batch_layout": layout,
         "global_step": trainer.state.global_step,
         "epochs_done": round(trainer.state.epoch or 0),
         "train_loss": result.training_loss,

@@ -7,6 +7,7 @@ import pytest
 import torch
 from conftest import make_tokenizer, tiny_llama
 
+from poft.batches import pad_batch
 from poft.chat import IGNORE_INDEX, tokenize_chat
 from poft.io import write_json
 from poft.scoring import (
@@ -68,7 +69,7 @@ def test_token_logprobs_gradient_matches_full_softmax():
     model = tiny_llama(len(tok))
     chat = tokenize_chat(tok, make_conversations(1)[0]["messages"])
     ids, labels = torch.tensor([chat.input_ids]), torch.tensor([chat.labels])
-    logps, _ = token_logprobs(model, ids, torch.ones_like(ids), labels, chunk_tokens=4)
+    logps, _ = token_logprobs(model, pad_batch([chat], 0), chunk_tokens=4)
     logps.sum().backward()
     grad_chunked = model.lm_head.weight.grad.clone()
     model.zero_grad()

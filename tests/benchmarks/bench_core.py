@@ -21,7 +21,8 @@ sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parents[2]
 
 from poft.chat import IGNORE_INDEX, TokenizedChat  # noqa: E402
 from poft.losses import get_objective  # noqa: E402
-from poft.scoring import mean_logprobs, pad_batch  # noqa: E402
+from poft.batches import pad_batch  # noqa: E402
+from poft.scoring import mean_logprobs  # noqa: E402
 from poft.training import TrainSpec, objective_inputs  # noqa: E402
 
 PRESETS = {
