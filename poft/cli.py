@@ -577,7 +577,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--device", default="auto")
     s.add_argument("--dtype", default="auto", help="auto (bf16 on GPU, float32 on CPU) | float32 | bfloat16")
     s.add_argument("--attn", default=None, help="attention implementation, e.g. flash_attention_2")
-    s.add_argument("--padding-free", default="auto", choices=["auto", "true", "false"],
+    s.add_argument("--padding-free", default="auto", type=str.lower, choices=["auto", "true", "false"],
                    help="pack each batch's samples into rows without padding (auto: where the model keeps packed "
                         "samples apart)")
     s.add_argument("--quiet", action="store_true")
