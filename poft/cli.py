@@ -691,7 +691,26 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_plan_power)
 
     _add_evaluate(sub)
+
+    s = sub.add_parser("batch", help="several poft commands in one process (imports paid once)")
+    s.add_argument("commands", nargs="+", metavar="COMMAND", help="one quoted poft command line each, without 'poft'")
+    s.set_defaults(func=cmd_batch)
     return p
+
+
+def cmd_batch(a) -> None:
+    """Several poft commands in this one process, in order: torch, transformers and lm-eval are imported once,
+    which on a laptop costs more than a micro training run. Stops at the first that fails, with its status."""
+    import shlex
+
+    for i, line in enumerate(a.commands, 1):
+        argv = shlex.split(line)
+        if argv[:1] == ["batch"]:
+            raise ValueError(f"command {i}: batch inside batch")
+        log.info("batch: command %d of %d: poft %s", i, len(a.commands), line)
+        status = main(argv)
+        if status:
+            raise SystemExit(status)
 
 
 def main(argv: list[str] | None = None) -> int:

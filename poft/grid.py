@@ -19,6 +19,7 @@ A run asked for by two blocks is one run; asked for with two epoch counts it is 
 from __future__ import annotations
 
 import copy
+import dataclasses
 from dataclasses import dataclass, field
 
 from .templates import resolve_chat_template
@@ -112,6 +113,7 @@ class Evaluation:
     epochs: tuple[int, ...] = ()
     model: str | None = None  # reference rows: the model's name in `models`, `aligned` or reference_models
     reference: dict | None = None  # reference rows: their record
+    trains: tuple[Run, ...] = ()  # runs this job trains first, in the same process (evaluation.with_training)
 
     @property
     def records(self) -> list[dict]:
@@ -144,6 +146,21 @@ def _evaluations(runs: list[Run], per: str) -> list[Evaluation]:
             key += f"-{epochs}epochs"
         out.append(Evaluation(key, tuple(members), tuple(range(1, epochs + 1))))
     return out
+
+
+def _with_training(evaluations: list[Evaluation], per: str, config: dict) -> list[Evaluation]:
+    """Each group's job trains its runs too, in one process (`poft batch`): on a laptop the imports cost more than
+    a micro training run. A run that a DPO job starts from keeps a train job of its own, so DPO need not wait for
+    the evaluations of its start's group; DPO runs are trained by their DPO jobs."""
+    if per != "group":
+        raise ConfigError(f"evaluation.with_training: needs evaluation.per: group, not {per!r}")
+    launcher = (config.get("training") or {}).get("launcher", "poft")
+    if launcher != "poft":
+        raise ConfigError(f"evaluation.with_training: training.launcher {launcher!r} starts processes of its own; "
+                          "with_training runs `poft train` inside the evaluation's process (launcher: poft)")
+    starts = {r.start for e in evaluations for r in e.runs if r.is_dpo}
+    return [dataclasses.replace(e, trains=tuple(r for r in e.runs if not r.is_dpo and r.path not in starts))
+            for e in evaluations]
 
 
 @dataclass
@@ -300,6 +317,8 @@ def expand(config: dict) -> Grid:
 
     ev = config.get("evaluation") or {}
     evaluations = _evaluations(list(runs.values()), ev.get("per", "checkpoint"))
+    if ev.get("with_training"):
+        evaluations = _with_training(evaluations, ev.get("per", "checkpoint"), config)
     everything = {**models, **aligned, **(ev.get("reference_models") or {})}
     _check("evaluation.reference_rows", ev.get("reference_rows", []), everything, "model")
     clash = sorted(set(ev.get("reference_models") or {}) & (set(models) | set(aligned)))

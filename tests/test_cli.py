@@ -154,3 +154,33 @@ def test_resource_errors_are_one_named_line(tmp_path, monkeypatch, capsys):
         f"poft score: error: model '{tmp_path}/model': no weights in the directory (expected one of: *.safetensors, "
         "pytorch_model*.bin, model.safetensors.index.json, pytorch_model.bin.index.json); was its download or save "
         "interrupted?\n")
+
+
+
+def test_batch_runs_commands_in_one_process_as_if_alone_and_stops_at_the_first_failure(tmp_path, capsys):
+    """`poft batch` (a group job of the DAG: its runs' training, then their evaluation): a command gives the same
+    weights after another one as alone, and a failing command stops the batch with its status."""
+    import torch
+    from safetensors.torch import load_file
+
+    from poft.data import save_conversations
+
+    save_conversations(tmp_path / "data.jsonl", make_conversations(12))
+    tok = make_tokenizer("llama3")
+    tiny_llama(len(tok), seed=1).save_pretrained(tmp_path / "target")
+    tok.save_pretrained(tmp_path / "target")
+    common = (f"train --data {tmp_path / 'data.jsonl'} --model {tmp_path / 'target'} --set num_train_epochs=1 "
+              "--set per_device_train_batch_size=4 --set max_length=80 --set learning_rate=1e-3")
+    first, second = f"{common} --set seed=1 --out {tmp_path / 'first'}", f"{common} --set seed=2 --out {tmp_path / 'second'}"
+    assert run("batch", first, second) == 0
+    assert run(*common.split(), "--set", "seed=2", "--out", tmp_path / "alone") == 0
+    final = [load_file(tmp_path / d / "checkpoint-3" / "model.safetensors") for d in ("second", "alone")]
+    assert final[0].keys() == final[1].keys() and all(torch.equal(final[0][k], final[1][k]) for k in final[0])
+
+    with pytest.raises(SystemExit) as stop:
+        run("batch", f"{common} --set lr=1 --out {tmp_path / 'bad'}", f"{common} --out {tmp_path / 'never'}")
+    assert stop.value.code == 2
+    assert "unknown training option(s) 'lr'" in capsys.readouterr().err
+    assert not (tmp_path / "never").exists()
+    assert run("batch", "batch 'train'") == 2
+    assert "poft batch: error: command 1: batch inside batch" in capsys.readouterr().err

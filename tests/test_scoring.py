@@ -290,7 +290,7 @@ class Bigram(torch.nn.Module):
         self.head.weight.data.copy_(weight)
         self.config = type("Config", (), {})()
 
-    def forward(self, input_ids, attention_mask=None, output_hidden_states=True, logits_to_keep=1):
+    def forward(self, input_ids, attention_mask=None, output_hidden_states=True, logits_to_keep=1, use_cache=False):
         hidden = torch.nn.functional.one_hot(input_ids, self.head.in_features).float()
         return type("Out", (), {"hidden_states": (hidden,)})()
 
@@ -323,7 +323,7 @@ def test_ifd_of_a_hand_made_sample(tmp_path):
     weight[vocab["</s>"], vocab["y"]] = torch.log(torch.tensor(4.0))
     conv = [{"id": "s", "messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "y"}]}]
     out = tmp_path / "ifd.json"
-    score_dataset(Bigram(weight), tok, conv, out, spec=ScoreSpec(kind="ifd"), model_name="bigram",
+    score_dataset(Bigram(weight), tok, conv, out, spec=ScoreSpec(kind="ifd", padding_free="false"), model_name="bigram",
                   dataset_fingerprint="x", progress=False)
     row = json.loads(out.read_text())["rows"][0]
     assert row["nll_cond"] == pytest.approx(1.007452, abs=1e-6)

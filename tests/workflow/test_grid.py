@@ -54,6 +54,7 @@ def test_micro_grid_is_the_documented_design():
 def test_evaluation_granularity(per, jobs):
     config = load("micro")
     config["evaluation"]["per"] = per
+    config["evaluation"]["with_training"] = per == "group"
     grid = expand(config)
     assert len([e for e in grid.evaluations if e.runs]) == jobs
     evaluated = sorted((r.path, e) for ev in grid.evaluations for r in ev.runs for e in ev.epochs)
@@ -61,6 +62,35 @@ def test_evaluation_granularity(per, jobs):
     if per == "group":  # a group is one base x dataset x variant: SFT and PoFT, every seed
         ev = next(e for e in grid.evaluations if e.key == "micro-mistral/openhermes/full")
         assert sorted((r.method, r.seed) for r in ev.runs) == [("poft", 0), ("poft", 1), ("sft", 0), ("sft", 1)]
+
+
+def test_with_training_a_group_job_trains_its_runs_except_those_dpo_starts_from():
+    config = load("micro")
+    assert config["evaluation"]["with_training"] is True
+    grid = expand(config)
+    trained = {r.path for e in grid.evaluations for r in e.trains}
+    starts = {r.start for r in grid.runs.values() if r.is_dpo}
+    others = {r.path for r in grid.runs.values() if not r.is_dpo}
+    assert starts == {f"micro-mistral/ultrachat/full/{m}-seed{s}" for m in ("sft", "poft") for s in (0, 1)}
+    assert trained == others - starts and len(trained) == 45 - 4
+    assert all(set(e.trains) <= set(e.runs) for e in grid.evaluations)
+    config["evaluation"]["with_training"] = False
+    assert not any(e.trains for e in expand(config).evaluations)
+
+
+@pytest.mark.parametrize("edit, message", [
+    ({"per": "run"}, "evaluation.with_training: needs evaluation.per: group, not 'run'"),
+    ({"launcher": "accelerate launch --num_processes 2 -m poft.cli"},
+     "evaluation.with_training: training.launcher 'accelerate launch --num_processes 2 -m poft.cli' starts processes "
+     "of its own; with_training runs `poft train` inside the evaluation's process (launcher: poft)"),
+])
+def test_with_training_needs_group_jobs_and_the_plain_launcher(edit, message):
+    config = load("micro")
+    config["evaluation"]["per"] = edit.get("per", "group")
+    config.setdefault("training", {})["launcher"] = edit.get("launcher", "poft")
+    with pytest.raises(ConfigError) as e:
+        expand(config)
+    assert str(e.value) == message
 
 
 def test_paper_grid_job_counts():

@@ -255,7 +255,10 @@ def train_scores(run):
 
 
 def train_inputs(wc):
-    run = RUNS[wc.run]
+    return run_inputs(RUNS[wc.run])
+
+
+def run_inputs(run):
     inputs = {"data": data_file(run.data), "model": model_ready(run.base)}
     if train_scores(run):
         inputs["scores"] = train_scores(run)
@@ -266,16 +269,20 @@ def train_inputs(wc):
     return inputs
 
 
-def train_options(wc):
-    run = RUNS[wc.run]
+def train_args(run):
+    """`train ...` for one run: the train job's command after its launcher, or one line of a group's `poft batch`."""
+    inputs = run_inputs(run)
     options = {**config["training"]["options"], **config["methods"][run.method], "loss": run.method,
                "num_train_epochs": run.epochs, "seed": run.seed}
-    return set_flags(options)
+    flags = [f"--data {inputs['data']}", f"--model {shlex.quote(model_path(run.base))}", chat_template_flag(run.base),
+             optional_value("--scores", inputs.get("scores")), optional_value("--keep-ids", inputs.get("keep")),
+             optional_value("--config", inputs.get("recipe")), set_flags(options), "--safe-resume",
+             f"--out {W}/runs/{run.path}"]
+    return "train " + " ".join(f for f in flags if f)
 
 
-def optional_flag(flag, name):
-    """A param function: `flag <input.name>` when the job has that input, else nothing."""
-    return lambda wc, input: f"{flag} {input[name]}" if name in input.keys() else ""
+def train_command(wc):
+    return f"{config['training']['launcher']} {train_args(RUNS[wc.run])}"
 
 
 def dpo_inputs(wc):
@@ -295,25 +302,39 @@ def dpo_options(wc):
 
 def evaluate_inputs(wc):
     ev = EVALUATIONS[wc.key]
-    inputs = {"data": eval_data_ready(), "model": [run_done(r) for r in ev.runs] if ev.runs else model_ready(ev.model)}
+    if ev.runs:  # runs trained by other jobs are done; those this job trains bring their own inputs
+        model = [run_done(r) for r in ev.runs if r not in ev.trains]
+        model += [f for r in ev.trains for v in run_inputs(r).values() for f in ([v] if isinstance(v, str) else v)]
+    else:
+        model = model_ready(ev.model)
+    inputs = {"data": eval_data_ready(), "model": model}
     if WINRATE_SUITE:
         inputs["reference"] = REFERENCE_OUTPUTS
     return inputs
 
 
-def evaluate_targets(wc):
+def evaluate_targets(ev):
     """--model (run dirs and --epoch, or a model), --out-dir and --record: one of each per run."""
-    ev = EVALUATIONS[wc.key]
     if ev.runs:
         models = [f"{W}/runs/{r.path}" for r in ev.runs]
         out_dirs = [f"{W}/metrics/{r.path}/epoch{{epoch}}" for r in ev.runs]
         flags = [f"--model {' '.join(models)}", f"--epoch {' '.join(map(str, ev.epochs))}"]
     else:
-        out_dirs = [f"{W}/metrics/{wc.key}"]
+        out_dirs = [f"{W}/metrics/{ev.key}"]
         flags = [f"--model {shlex.quote(model_path(ev.model))}", chat_template_flag(ev.model)]
     flags.append("--out-dir " + " ".join(shlex.quote(d) for d in out_dirs))
     flags.append("--record " + " ".join(shlex.quote(json.dumps(r)) for r in ev.records))
     return " ".join(f for f in flags if f)
+
+
+def evaluate_command(wc):
+    """`poft evaluate checkpoint`; with evaluation.with_training, `poft batch` of the group's `train` commands and
+    then that evaluation, in one process."""
+    ev = EVALUATIONS[wc.key]
+    evaluate = f"evaluate checkpoint {evaluate_targets(ev)} {evaluate_options()} --index {evaluation_index(ev.key)}"
+    if not ev.trains:
+        return f"poft {evaluate}"
+    return "poft batch " + " ".join(shlex.quote(c) for c in [*map(train_args, ev.trains), evaluate])
 
 
 def evaluate_options():

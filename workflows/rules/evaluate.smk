@@ -3,7 +3,8 @@
 # dataset x variant: on a laptop the imports cost more than a micro evaluation). A job runs every suite --
 # lm-eval tasks, then generation and the win rate against fixed reference outputs -- and writes an index of its
 # metrics files with each checkpoint's identity (what the report reads). Metrics of a run's epoch E land in
-# metrics/<run>/epoch<E>/ whatever the grouping.
+# metrics/<run>/epoch<E>/ whatever the grouping. With evaluation.with_training a group's job first trains its runs
+# (`poft batch`: one process; their logs go to the group's log).
 
 if WINRATE_SUITE and "model" in REFERENCE:
 
@@ -63,8 +64,7 @@ rule evaluate_checkpoint:
     output:
         f"{W}/metrics/{{key}}/evaluation.json",
     params:
-        targets=evaluate_targets,
-        options=evaluate_options(),
+        command=evaluate_command,
     log:
         f"{W}/logs/evaluate/{{key}}.log",
     benchmark:
@@ -75,5 +75,4 @@ rule evaluate_checkpoint:
     conda:
         "../envs/poft.yaml"
     shell:
-        "OMP_NUM_THREADS={threads} poft evaluate checkpoint {params.targets} {params.options} --index {output} "
-        "> {log} 2>&1"
+        "OMP_NUM_THREADS={threads} {params.command} > {log} 2>&1"

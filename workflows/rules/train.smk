@@ -9,14 +9,7 @@ rule train_model:
     output:
         f"{W}/runs/{{run}}/train_summary.json",
     params:
-        model=lambda wc: model_path(RUNS[wc.run].base),
-        template=lambda wc: chat_template_flag(RUNS[wc.run].base),
-        out=lambda wc, output: Path(output[0]).parent,
-        scores=optional_flag("--scores", "scores"),
-        keep=optional_flag("--keep-ids", "keep"),
-        recipe=optional_flag("--config", "recipe"),
-        options=train_options,
-        launcher=config["training"]["launcher"],
+        command=train_command,
     log:
         f"{W}/logs/train/{{run}}.log",
     benchmark:
@@ -28,6 +21,4 @@ rule train_model:
     conda:
         "../envs/poft.yaml"
     shell:
-        "OMP_NUM_THREADS={threads} {params.launcher} train --data {input.data} --model {params.model:q} "
-        "{params.template} {params.scores} {params.keep} {params.recipe} {params.options} --safe-resume "
-        "--out {params.out} >> {log} 2>&1"
+        "OMP_NUM_THREADS={threads} {params.command} >> {log} 2>&1"
