@@ -49,8 +49,9 @@ def test_smoke_runs_end_to_end(smoke):
     for name in REPORT_FILES:
         assert (work / "results" / name).is_file(), name
     counts = job_counts(log)
-    # evaluation.per: group -- openhermes full / filter / shuffled, ultrachat full / dpo
-    assert counts["train_model"] == 7 and counts["dpo_model"] == 2 and counts["evaluate_checkpoint"] == 5
+    # evaluation.per: group -- openhermes full / filter / shuffled, ultrachat full / dpo; with_training: the groups
+    # train their 7 runs but the 2 DPO starts (ultrachat SFT and PoFT), which have train jobs
+    assert counts["train_model"] == 2 and counts["dpo_model"] == 2 and counts["evaluate_checkpoint"] == 5
 
 
 def test_every_epoch_of_every_run_is_in_the_report(smoke):
