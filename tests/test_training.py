@@ -7,7 +7,7 @@ import torch
 from conftest import make_tokenizer, tiny_llama
 from test_scoring import make_conversations
 
-from poft.chat import IGNORE_INDEX
+from poft.chat import IGNORE_INDEX, tokenize_chat
 from poft.losses import sequence_mean
 from poft.training import ChatCollator, TrainSpec, build_examples, epoch_checkpoints, objective_inputs, train
 
@@ -56,20 +56,43 @@ def test_training_lowers_loss_and_changes_parameters(tmp_path, loss):
     assert report["n_train"] == 16 and report["dropped_no_aligned_score"] == 0
 
 
+def batches_seen(tmp_path, convs, tok, **options) -> dict[str, list]:
+    """Per loss, the batch ids of every epoch of an SFT and a PoFT run of the same seed."""
+    scores, seen = merged_scores(convs), {}
+    for loss in ("sft", "poft"):
+        s = spec(loss=loss, num_train_epochs=2, **options)
+        examples, _ = build_examples(convs, tok, s.max_length, scores)
+        summary = train(tiny_llama(len(tok), seed=1), tok, examples, tmp_path / loss, s)
+        assert summary["batch_layout"] == "packed"  # padding_free: auto, on a model that keeps samples apart
+        seen[loss] = [json.loads((p / "batch_ids.json").read_text()) for p in epoch_checkpoints(tmp_path / loss).values()]
+    return seen
+
+
 def test_sft_and_poft_see_the_same_batches(tmp_path):
     tok = make_tokenizer("chatml")
     convs = make_conversations(12)
-    scores = merged_scores(convs)
-    seen = {}
-    for loss in ("sft", "poft"):
-        s = spec(loss=loss, num_train_epochs=2)
-        examples, _ = build_examples(convs, tok, s.max_length, scores)
-        train(tiny_llama(len(tok), seed=1), tok, examples, tmp_path / loss, s)
-        seen[loss] = [json.loads((p / "batch_ids.json").read_text()) for p in epoch_checkpoints(tmp_path / loss).values()]
+    seen = batches_seen(tmp_path, convs, tok)
     assert seen["sft"] == seen["poft"]
     epoch1, epoch2 = seen["sft"]
     assert sorted(i for b in epoch1 for i in b) == sorted(c["id"] for c in convs)
     assert epoch1 != epoch2  # reshuffled each epoch, identically for both methods
+
+
+def test_length_grouped_batches_stay_paired(tmp_path):
+    """group_by_length: batches of similar lengths, still the same for SFT and PoFT of one seed."""
+    tok = make_tokenizer("chatml")
+    convs = make_conversations(32)
+    length = {c["id"]: len(tokenize_chat(tok, c["messages"], 96).input_ids) for c in convs}
+    grouped = batches_seen(tmp_path / "grouped", convs, tok, group_by_length=True)
+    plain = batches_seen(tmp_path / "plain", convs, tok)
+    assert grouped["sft"] == grouped["poft"]
+
+    def spread(epochs):  # mean over batches of (longest - shortest) sample in the batch
+        batches = [b for epoch in epochs for b in epoch]
+        return sum(max(length[i] for i in b) - min(length[i] for i in b) for b in batches) / len(batches)
+
+    assert spread(grouped["sft"]) < 0.6 * spread(plain["sft"])
+    assert sorted(i for b in grouped["sft"][0] for i in b) == sorted(length)
 
 
 def test_resume_after_crash_gives_same_weights(tmp_path):
