@@ -98,8 +98,9 @@ def full_forward_scores(model, samples: list[TokenizedChat], layout: str, max_ba
     return out
 
 
-def make_scorer(name: str, model, preset, samples):
-    """A no-argument function scoring `samples` with scorer `name`, and the batch layout it uses."""
+def make_scorer(name: str, model, preset, samples, pad_to: int | None = None):
+    """A no-argument function scoring `samples` with scorer `name`, and the batch layout it uses. pad_to: the
+    width pad_to_max pads every sample to (default: the preset's max_length)."""
     kw = dict(max_batch_size=preset.max_batch_size, max_batch_tokens=preset.max_batch_tokens)
     free = batch_layout("auto", model)
     if name == "poft_padded":
@@ -109,8 +110,9 @@ def make_scorer(name: str, model, preset, samples):
         return lambda s=samples: [m for m, _ in mean_logprobs(model, s, PAD_ID, chunk_tokens=preset.chunk_tokens,
                                                               layout=free, **kw)], free
     if name == "pad_to_max":
-        size = max(1, preset.max_batch_tokens // preset.max_length)
-        return lambda s=samples: pad_to_max_scores(model, s, preset.max_length, size), "padded_to_max_length"
+        width = pad_to or preset.max_length
+        size = max(1, preset.max_batch_tokens // width)
+        return lambda s=samples: pad_to_max_scores(model, s, width, size), f"padded_to_{width}"
     if name == "full_forward_padding_free":
         return lambda s=samples: full_forward_scores(model, s, free, **kw), free
     raise KeyError(name)
@@ -149,7 +151,7 @@ def measure(config: dict) -> dict:
                for e in examples]
     tokens = sum(len(s.input_ids) for s in samples)
     setup_mib = peak_mib("cpu")
-    score, layout = make_scorer(config["name"], model, preset, samples)
+    score, layout = make_scorer(config["name"], model, preset, samples, config.get("pad_to"))
     score(sorted(samples, key=lambda s: len(s.input_ids))[:2])  # warm-up: first-call costs outside the timing
     seconds, peaks, scores = [], [], None
     for _ in range(config["repeats"]):
@@ -198,6 +200,9 @@ def main() -> None:
     p.add_argument("--model", default=None, help="score a real model (HF directory or .gguf file) instead")
     p.add_argument("--dtype", default=None, help="with --model: float32 | bfloat16 (default: bf16 on GPU)")
     p.add_argument("--max-length", type=int, default=None, help="with --model: max_length (default: the preset's)")
+    p.add_argument("--pad-to", type=int, default=None,
+                   help="width pad_to_max pads every sample to (default: max_length). The released recipe's "
+                        "max_length is 4096 (workflows/configs/recipes/poft-paper.yaml), for chats cut at 2048 here")
     p.add_argument("--timeout", type=float, default=1800, help="seconds per scorer")
     p.add_argument("--worker", help=argparse.SUPPRESS)
     a = p.parse_args()
@@ -206,14 +211,15 @@ def main() -> None:
     preset = PRESETS[a.preset]
     samples = a.samples or preset.score_samples
     report = header("bench_score", a.preset, preset, a.device, a.repeats)
-    config = {"preset": a.preset, "device": a.device, "repeats": a.repeats, "samples": samples}
+    config = {"preset": a.preset, "device": a.device, "repeats": a.repeats, "samples": samples, "pad_to": a.pad_to}
     if a.model:
         dtype = a.dtype or ("bfloat16" if a.device.startswith("cuda") else "float32")
         config.update(model_path=a.model, dtype=dtype, max_length=a.max_length or preset.max_length)
         report.update(model=a.model, preset=None, preset_settings=None, dtype=dtype, max_length=config["max_length"])
     report["settings"] = {"samples": samples, "max_batch_size": preset.max_batch_size,
                           "max_batch_tokens": preset.max_batch_tokens, "chunk_tokens": preset.chunk_tokens,
-                          "max_length": config.get("max_length", preset.max_length)}
+                          "max_length": config.get("max_length", preset.max_length),
+                          "pad_to": a.pad_to or config.get("max_length", preset.max_length)}
     print(f"bench_score: {a.model or 'preset ' + a.preset}, {samples} samples, {a.repeats} repeats, device {a.device}, "
           f"attention {report['attention']}")
     results = {}
