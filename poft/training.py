@@ -27,7 +27,7 @@ from transformers.trainer_utils import get_last_checkpoint
 
 from .config import from_mapping
 from .chat import IGNORE_INDEX, TokenizationReport, tokenize_chat
-from .io import write_json
+from .io import read_json, write_json
 from .losses import ObjectiveInputs, get_objective
 from .runs import TRAIN_MARKER, WEIGHTS_SHA256, CorruptCheckpointError, checkpoint_problem, epoch_checkpoints, \
     weights_checksums
@@ -283,6 +283,12 @@ def train(
     out_dir = Path(out_dir)
     if spec.loss == "poft" and examples and examples[0]["aligned"] is None:
         raise ValueError("loss 'poft' needs aligned scores for every example: pass a merged score file")
+    done = out_dir / "train_summary.json"
+    if done.is_file() and list(epoch_checkpoints(out_dir)) == list(range(1, spec.num_train_epochs + 1)):
+        # A group job re-run after a kill (poft batch) meets its finished runs again: nothing to train. (A run of
+        # other options or inputs lost its summary to `--safe-resume` before this point.)
+        log.info("%s: complete, every epoch's checkpoint is there; nothing to train", out_dir)
+        return read_json(done)
     args = training_arguments(spec, out_dir)
     layout = batch_layout(spec.padding_free, model)
     trainer = PoFTTrainer(

@@ -117,6 +117,23 @@ def test_resume_after_crash_gives_same_weights(tmp_path):
     assert json.loads((ckpts[2] / "poft_train_config.json").read_text())["spec"]["loss"] == "poft"
 
 
+def test_a_finished_run_is_not_trained_again(tmp_path):
+    """What a group job re-run after a kill meets: its complete runs return their summary, weights untouched."""
+    tok = make_tokenizer("chatml")
+    convs = make_conversations(8)
+    s = spec(loss="sft", num_train_epochs=1)
+    examples, _ = build_examples(convs, tok, s.max_length)
+    first = train(tiny_llama(len(tok), seed=2), tok, examples, tmp_path, s)
+    weights = epoch_checkpoints(tmp_path)[1] / "model.safetensors"
+    stamp = weights.stat().st_mtime_ns
+    again = train(tiny_llama(len(tok), seed=5), tok, examples, tmp_path, s)
+    assert again == json.loads((tmp_path / "train_summary.json").read_text())
+    assert again["train_loss"] == first["train_loss"] and weights.stat().st_mtime_ns == stamp
+    # Two epochs asked of a one-epoch run: not finished, so it trains on.
+    more = train(tiny_llama(len(tok), seed=5), tok, examples, tmp_path, spec(loss="sft", num_train_epochs=2))
+    assert more["epochs_done"] == 2 and more["resumed_from"]
+
+
 def test_train_refuses_a_checkpoint_cut_off_mid_save(tmp_path):
     """A kill between the trainer's save and poft's marker leaves a checkpoint without its marker: `train` must not
     resume from it (the CLI's --safe-resume deletes it first)."""
