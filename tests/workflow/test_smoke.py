@@ -7,10 +7,14 @@ from __future__ import annotations
 
 import json
 import os
+import queue
+import random
+import re
 import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -155,3 +159,88 @@ def test_killed_mid_training_resumes_and_ends_with_the_same_numbers(smoke, tmp_p
     a = pd.read_csv(reference / "results" / "results.csv").sort_values(KEYS).reset_index(drop=True)
     b = pd.read_csv(work / "results" / "results.csv").sort_values(KEYS).reset_index(drop=True)
     pd.testing.assert_frame_equal(a, b)
+
+
+# Random kills (seeded): each trial restarts the DAG the documented way (after a SIGKILL, `snakemake --unlock`
+# first; every run with --rerun-incomplete), waits for the next job to start -- any job, or for the last two trials
+# the report's -- lets it run a random while, then kills the whole process tree (Snakemake and its jobs) with a
+# signal drawn from the seeded generator as well.
+KILL_SEED = 20261130
+N_ANY, N_REPORT = 10, 2
+PHASES = {"prepare_dataset": "data", "prepare_pairs": "data", "filter_dataset": "data", "shuffle_scores": "data",
+          "score_dataset": "scoring", "score_ifd": "scoring", "merge_scores": "scoring", "train_model": "training",
+          "dpo_model": "training", "evaluate_checkpoint": "evaluation", "reference_outputs": "evaluation",
+          "report": "report"}
+
+
+def run_until_killed(cmd: list[str], rule: str | None, sig: int, delay: float) -> str | None:
+    """Start the DAG; once a job of `rule` (None: of any rule) starts, wait `delay` s and kill everything. Returns
+    the rule of that job, or None if the DAG finished first (no kill landed)."""
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env(), start_new_session=True, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+    started, hit = None, None
+    try:
+        lines = queue.Queue()
+        threading.Thread(target=lambda: [lines.put(line) for line in proc.stderr], daemon=True).start()
+        while proc.poll() is None:
+            try:
+                line = lines.get(timeout=0.05).strip()
+            except queue.Empty:
+                line = ""
+            job = re.match(r"(?:local)?rule (\w+):$", line)
+            if started is None and job and job.group(1) != "all" and rule in (None, job.group(1)):
+                started, hit = time.monotonic(), job.group(1)
+            if started is not None and time.monotonic() - started >= delay:
+                os.killpg(proc.pid, sig)
+                return hit
+        return None
+    finally:
+        proc.wait(timeout=120)
+
+
+def test_random_kills_change_nothing(smoke, tmp_path):
+    """12 seeded kills (SIGTERM and SIGKILL) at random moments, across scoring, training, evaluation and the report;
+    after the last re-run every result, per-item score and weight equals the uninterrupted run's, and no file is
+    half-written."""
+    from poft.evaluation.items import read_items
+    from poft.runs import checkpoint_problem, run_checkpoints
+    from poft.scoring import read_scores
+
+    rng = random.Random(KILL_SEED)
+    reference, work = smoke[0], tmp_path / "work"
+    shutil.copytree(reference / "world", work / "world", copy_function=shutil.copy2)  # the world build is not tested
+    cmd = [sys.executable, "-m", "snakemake", "--cores", "2", "--rerun-incomplete", *smoke_args(work)]
+    landed = []
+    for rule in [None] * N_ANY + ["report"] * N_REPORT:
+        sig = rng.choice([signal.SIGTERM, signal.SIGKILL])
+        hit = run_until_killed(cmd, rule, sig, rng.uniform(0.5, 10.0) if rule is None else rng.uniform(0.5, 5.0))
+        if hit is None:
+            break
+        landed.append((hit, sig.name))
+        if sig == signal.SIGKILL:  # Snakemake had no chance to release its lock
+            assert snakemake("--unlock", *smoke_args(work)).returncode == 0
+    print(f"random kills: {len(landed)} landed: {landed}")
+    assert len(landed) == N_ANY + N_REPORT
+    assert {PHASES[r] for r, _ in landed} >= {"scoring", "training", "evaluation", "report"}
+    assert {s for _, s in landed} == {"SIGTERM", "SIGKILL"}
+
+    r = snakemake("--cores", "2", "--rerun-incomplete", *smoke_args(work))
+    assert r.returncode == 0, r.stderr[-5000:]
+    for name in ("results.csv", "data/items.parquet", "data/scores.parquet"):
+        read = pd.read_csv if name.endswith(".csv") else pd.read_parquet
+        pd.testing.assert_frame_equal(read(reference / "results" / name), read(work / "results" / name))
+    for path in (work / "scores").glob("*/*.json"):  # every score file whole and readable
+        read_scores(path)
+    items = sorted((work / "metrics").glob("**/*.items.json"))
+    assert len(items) == len(list((reference / "metrics").glob("**/*.items.json"))) > 0
+    for path in items:  # every per-item file passes its checksum and agrees with its metrics record
+        read_items(path.with_name(path.name.replace(".items.json", ".json")))
+    runs = sorted(p.parent for p in (reference / "runs").glob("**/resolved_config.json"))
+    assert len(runs) == 7
+    for run in runs:
+        ours = run_checkpoints(work / run.relative_to(reference))
+        assert ours.keys() == run_checkpoints(run).keys()
+        for epoch, ckpt in ours.items():
+            assert checkpoint_problem(ckpt) is None
+            a, b = load_file(ckpt / "model.safetensors"), load_file(run_checkpoints(run)[epoch] / "model.safetensors")
+            assert a.keys() == b.keys() and all((a[k] == b[k]).all() for k in a)
