@@ -89,6 +89,9 @@ def poft_objective(inputs: ObjectiveInputs, beta: float = 1.0, gamma: float = 0.
 
 Objective = Callable[..., tuple[torch.Tensor, dict[str, torch.Tensor]]]
 LOSSES: dict[str, Objective] = {"sft": sft_objective, "poft": poft_objective}
+# What each objective's value is a mean over: the trainer rescales a micro-batch's mean to a share of the whole
+# optimizer step's (all accumulation steps, all ranks), so that batch 8 = 2 x 4 accumulated = 2 ranks x 4.
+MEAN_OVER: dict[str, str] = {"sft": "tokens", "poft": "samples"}
 
 
 def get_objective(name: str) -> Objective:

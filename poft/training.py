@@ -28,7 +28,7 @@ from transformers.trainer_utils import get_last_checkpoint
 from .config import from_mapping
 from .chat import IGNORE_INDEX, TokenizationReport, tokenize_chat
 from .io import read_json, write_json
-from .losses import ObjectiveInputs, get_objective
+from .losses import MEAN_OVER, ObjectiveInputs, get_objective
 from .runs import TRAIN_MARKER, WEIGHTS_SHA256, CorruptCheckpointError, checkpoint_problem, epoch_checkpoints, \
     weights_checksums
 from .batches import batch_layout, collate, full_sequence_labels, model_inputs
@@ -187,8 +187,8 @@ def objective_inputs(model, head_model, batch: dict, spec: TrainSpec) -> Objecti
 class PoFTTrainer(Trainer):
     """transformers.Trainer with the loss swapped for a registered objective (sft | poft). Nothing else changes."""
 
-    # Our objectives return a per-micro-batch mean; let the Trainer divide by the accumulation steps.
-    loss_is_scaled_for_ga = False
+    # compute_loss scales each micro-batch's loss to its share of the optimizer step itself (step_share).
+    loss_is_scaled_for_ga = True
 
     def __init__(self, *args, spec: TrainSpec, **kwargs):
         super().__init__(*args, **kwargs)
@@ -196,11 +196,34 @@ class PoFTTrainer(Trainer):
         self.objective = get_objective(spec.loss)
         self._metrics: dict[str, list[float]] = defaultdict(list)
         self.seen_ids: list[list[str]] = []
+        self._step_units: dict[str, int] | None = None
+
+    def get_batch_samples(self, epoch_iterator, num_batches, device):
+        """The optimizer step's micro-batches, and what they hold in all: labelled tokens and samples, summed over
+        the accumulation steps and (under DDP) the ranks."""
+        batches, num_items = super().get_batch_samples(epoch_iterator, num_batches, device)
+        units = torch.tensor([sum(int((b["labels"][:, 1:] != IGNORE_INDEX).sum()) for b in batches),
+                              sum(len(b["sample_ids"]) for b in batches)], device=device)
+        if self.args.world_size > 1:
+            units = self.accelerator.gather(units[None]).sum(0)
+        self._step_units = {"tokens": int(units[0]), "samples": int(units[1])}
+        return batches, num_items
+
+    def step_share(self, inputs: ObjectiveInputs) -> float:
+        """Factor turning a micro-batch's mean loss into its share of the step's: the objective's units here over
+        the step's, times the ranks (DDP averages gradients over them). Exactly 1 with one micro-batch and rank."""
+        if self._step_units is None:  # a forward outside training steps
+            return 1.0
+        unit = MEAN_OVER[self.spec.loss]
+        here = inputs.response_logps.numel() if unit == "tokens" else inputs.n_samples
+        return here * self.args.world_size / max(self._step_units[unit], 1)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         self.seen_ids.append(inputs.pop("sample_ids"))
         head = self.accelerator.unwrap_model(model)
-        loss, metrics = self.objective(objective_inputs(model, head, inputs, self.spec), self.spec.beta, self.spec.gamma)
+        values = objective_inputs(model, head, inputs, self.spec)
+        loss, metrics = self.objective(values, self.spec.beta, self.spec.gamma)
+        loss = loss * self.step_share(values)
         for k, v in metrics.items():
             self._metrics[k].append(float(v))
         return (loss, None) if return_outputs else loss

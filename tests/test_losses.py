@@ -85,3 +85,9 @@ def test_poft_without_scores_is_an_error():
     t = torch.zeros(1)
     with pytest.raises(ValueError, match="needs aligned scores"):
         get_objective("poft")(ObjectiveInputs(t, t.long(), t, t.long(), 1, None))
+
+
+def test_every_objective_says_what_its_mean_is_over():
+    from poft.losses import LOSSES, MEAN_OVER
+
+    assert set(MEAN_OVER) == set(LOSSES) and set(MEAN_OVER.values()) <= {"tokens", "samples"}

@@ -117,6 +117,26 @@ def test_resume_after_crash_gives_same_weights(tmp_path):
     assert json.loads((ckpts[2] / "poft_train_config.json").read_text())["spec"]["loss"] == "poft"
 
 
+@pytest.mark.parametrize("loss", ["sft", "poft"])
+def test_accumulated_micro_batches_train_as_one_batch(tmp_path, loss):
+    """Batch 8 and 2 accumulated micro-batches of 4 end with the same weights: each micro-batch's mean is scaled to
+    its share of the step's tokens (SFT: token-level cross-entropy over the step) or samples (PoFT), not averaged
+    per micro-batch. 13 conversations of unequal lengths: micro-batches differ in tokens, the last step is short."""
+    tok = make_tokenizer("llama3")
+    convs = make_conversations(13, seed=4)
+    final = {}
+    for name, (batch, accumulate) in {"one": (8, 1), "accumulated": (4, 2)}.items():
+        s = spec(loss=loss, num_train_epochs=1, per_device_train_batch_size=batch,
+                 gradient_accumulation_steps=accumulate)
+        examples, _ = build_examples(convs, tok, s.max_length, merged_scores(convs))
+        model = tiny_llama(len(tok), seed=6)
+        summary = train(model, tok, examples, tmp_path / name, s)
+        assert summary["global_step"] == 2
+        final[name] = model.state_dict()
+    for k, v in final["one"].items():
+        torch.testing.assert_close(final["accumulated"][k], v, rtol=0, atol=1e-5)
+
+
 def test_a_finished_run_is_not_trained_again(tmp_path):
     """What a group job re-run after a kill meets: its complete runs return their summary, weights untouched."""
     tok = make_tokenizer("chatml")
