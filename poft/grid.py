@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 
 from .templates import resolve_chat_template
 
-METHODS = ("sft", "poft")  # the report's method names (poft.report.collect.METHODS minus "aligned")
+METHODS = ("sft", "poft", "dft")  # the report's method names (poft.report.collect.METHODS minus "aligned")
 SOURCE_PREFIXES = ("micro:", "hf:")
 # The micro world's models by build stage (poft.micro.build.BASES / ALIGNED; a test keeps them in sync).
 MICRO_MODELS = {"base": ("micro-mistral", "micro-llama3"),

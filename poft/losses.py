@@ -87,11 +87,23 @@ def poft_objective(inputs: ObjectiveInputs, beta: float = 1.0, gamma: float = 0.
     return poft_loss(policy, inputs.aligned_scores, beta, gamma), _diagnostics(inputs, beta, gamma)
 
 
+def dft_objective(inputs: ObjectiveInputs, beta: float = 1.0, gamma: float = 0.0):
+    """Dynamic Fine-Tuning (Wu et al. 2025, arXiv 2508.05629): each response token's cross-entropy scaled by the
+    token's own probability, detached (sg),
+
+        L = - (1/N) sum_t sg(p_theta(y_t | x, y_<t)) * log p_theta(y_t | x, y_<t)
+
+    over the N response tokens (TRL's loss_type "dft" normalises the same way). A token-level weighting with no
+    reference model, where PoFT weights whole samples by aligned models' scores: a baseline beside it."""
+    logps = inputs.response_logps
+    return -(logps.exp().detach() * logps).mean(), _diagnostics(inputs, beta, gamma)
+
+
 Objective = Callable[..., tuple[torch.Tensor, dict[str, torch.Tensor]]]
-LOSSES: dict[str, Objective] = {"sft": sft_objective, "poft": poft_objective}
+LOSSES: dict[str, Objective] = {"sft": sft_objective, "poft": poft_objective, "dft": dft_objective}
 # What each objective's value is a mean over: the trainer rescales a micro-batch's mean to a share of the whole
 # optimizer step's (all accumulation steps, all ranks), so that batch 8 = 2 x 4 accumulated = 2 ranks x 4.
-MEAN_OVER: dict[str, str] = {"sft": "tokens", "poft": "samples"}
+MEAN_OVER: dict[str, str] = {"sft": "tokens", "poft": "samples", "dft": "tokens"}
 
 
 def get_objective(name: str) -> Objective:

@@ -47,7 +47,7 @@ def _help(text: str, default):
 class TrainSpec:
     """Everything that defines a training run. Defaults follow the paper (Eq. 5, beta=1, gamma=0)."""
 
-    loss: str = _help("objective: sft | poft (see poft.losses.LOSSES)", "sft")
+    loss: str = _help("objective: sft | poft | dft (see poft.losses.LOSSES)", "sft")
     beta: float = _help("PoFT: scale of the margin r_theta - mean_j r_j (paper: 1)", 1.0)
     gamma: float = _help("PoFT: offset added to the margin (paper: 0)", 0.0)
     target_tokens: str = _help(
@@ -185,7 +185,7 @@ def objective_inputs(model, head_model, batch: dict, spec: TrainSpec) -> Objecti
 
 
 class PoFTTrainer(Trainer):
-    """transformers.Trainer with the loss swapped for a registered objective (sft | poft). Nothing else changes."""
+    """transformers.Trainer with the loss swapped for a registered objective (poft.losses.LOSSES). Nothing else changes."""
 
     # compute_loss scales each micro-batch's loss to its share of the optimizer step itself (step_share).
     loss_is_scaled_for_ga = True

@@ -73,11 +73,24 @@ def test_objectives_from_registry():
     assert poft.item() == pytest.approx((math.log1p(math.e) + math.log1p(math.exp(-1))) / 2)
     assert logs["tau"].item() == pytest.approx((1 / (1 + math.exp(-1)) + 1 / (1 + math.exp(1))) / 2)
     assert sft_logs["ce"].item() == pytest.approx(2.0) and "tau" in sft_logs
-    assert set(LOSSES) == {"sft", "poft"}
+    assert set(LOSSES) == {"sft", "poft", "dft"}
+
+
+def test_dft_by_hand():
+    """Two response tokens of probability 1/2 and 1/4:
+        L = -(0.5 ln 0.5 + 0.25 ln 0.25) / 2 = (0.346574 + 0.346574) / 2 = 0.346574,
+    and, the weights being detached, dL/d log p_t = -sg(p_t) / N = -0.25, -0.125 (SFT's would be -0.5, -0.5)."""
+    logps = torch.tensor([math.log(0.5), math.log(0.25)], requires_grad=True)
+    index = torch.tensor([0, 1])
+    loss, logs = get_objective("dft")(ObjectiveInputs(logps, index, logps, index, 2, None))
+    assert loss.item() == pytest.approx(0.346574, abs=1e-6)
+    loss.backward()
+    assert logps.grad.tolist() == pytest.approx([-0.25, -0.125])
+    assert logs["ce"].item() == pytest.approx((math.log(2) + math.log(4)) / 2)
 
 
 def test_unknown_loss_lists_valid_names():
-    with pytest.raises(KeyError, match="unknown loss 'dpo'; valid: poft, sft"):
+    with pytest.raises(KeyError, match="unknown loss 'dpo'; valid: dft, poft, sft"):
         get_objective("dpo")
 
 

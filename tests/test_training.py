@@ -36,7 +36,7 @@ def mean_loss(model, tok, examples, s):
     return -inputs.response_logps.mean().item()
 
 
-@pytest.mark.parametrize("loss", ["sft", "poft"])
+@pytest.mark.parametrize("loss", ["sft", "poft", "dft"])
 def test_training_lowers_loss_and_changes_parameters(tmp_path, loss):
     tok = make_tokenizer("chatml")
     convs = make_conversations(16)
@@ -227,7 +227,7 @@ def test_spec_rejects_bad_options():
         TrainSpec.from_dict({"num_train_epochs": "many"})
     with pytest.raises(ValueError, match="option 'gradient_checkpointing': expected true or false, got 'maybe'"):
         TrainSpec.from_dict({"gradient_checkpointing": "maybe"})
-    with pytest.raises(KeyError, match="unknown loss 'kto'; valid: poft, sft"):
+    with pytest.raises(KeyError, match="unknown loss 'kto'; valid: dft, poft, sft"):
         TrainSpec.from_dict({"loss": "kto"})
     with pytest.raises(ValueError, match="target_tokens 'all'; valid: response, full_sequence"):
         TrainSpec.from_dict({"target_tokens": "all"})

@@ -27,7 +27,7 @@ from ..io import read_json
 
 SCHEMA = "poft.metrics/1"
 OVERALL = "Overall"
-METHODS = ("sft", "poft", "aligned")
+METHODS = ("sft", "poft", "dft", "aligned")
 RUN = ["base", "dataset", "method", "variant", "seed"]  # one training run (all its epochs)
 COLUMNS = [*RUN, "epoch", "task", "metric", "value", "stderr", "n"]
 VARIANT_FORMS = ("full", "filter:<method>:<keep in (0,1]>", "dpo", "shuffled", "distill:<aligned model>")

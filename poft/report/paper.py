@@ -19,7 +19,7 @@ KEY_COLUMNS = {"table1": ["base", "method", "data"], "table2": ["method", "data"
                "table4": ["filter"], "table5": ["training data"]}
 DEFAULT_NAMES = {
     "base": {}, "dataset": {},
-    "method": {"sft": "SFT", "poft": "PoFT", "aligned": "aligned"},
+    "method": {"sft": "SFT", "poft": "PoFT", "dft": "DFT", "aligned": "aligned"},
     "task": {"arc_challenge": "ARC", "truthfulqa_mc2": "TQA", "winogrande": "Wino", "gsm8k": "GSM8k",
              "hellaswag": "HellaS", "mmlu": "MMLU", "mt_bench": "MT", "alpaca_eval": "AE"},
     "filter": {"preference": "preference score (mean aligned score)", "ifd": "IFD", "instag": "InsTag",

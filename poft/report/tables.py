@@ -16,8 +16,8 @@ import pandas as pd
 from .collect import OVERALL, RUN
 from .summary import over_seeds, per_seed
 
-METHOD_ORDER = {"aligned": 0, "sft": 1, "poft": 2}
-METHOD_LABEL = {"aligned": "aligned", "sft": "SFT", "poft": "PoFT"}
+METHOD_ORDER = {"aligned": 0, "sft": 1, "poft": 2, "dft": 3}
+METHOD_LABEL = {"aligned": "aligned", "sft": "SFT", "poft": "PoFT", "dft": "DFT"}
 CELL = ["column", "mean", "std", "n"]
 
 

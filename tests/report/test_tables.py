@@ -108,3 +108,13 @@ def test_filter_distill_dpo_noise_and_control_tables(grid):
     assert cell(ct, "PoFT (shuffled scores) Overall", dataset="d1")["mean"] == 40.0
     cov = tables.coverage(df)
     assert cov.loc[cov["variant"] == "shuffled", "seeds"].item() == "0, 1"
+
+
+def test_a_dft_arm_gets_its_own_rows_after_sft_and_poft(grid):
+    """The DFT baseline (poft.losses.dft_objective) as a grid method: Table 1 shows it beside SFT and PoFT."""
+    hand_grid(grid)
+    grid.runs(lambda b, d, m, v, s, e, t: 60.0 + e, methods=("dft",))
+    t1 = tables.table1(with_overall(collect(grid.records), TASKS), TASKS)
+    assert cell(t1, "Overall", method="dft")["mean"] == 63.0 and cell(t1, "Avg", method="dft")["mean"] == 62.5
+    assert list(dict.fromkeys(t1["method"])) == ["sft", "poft", "dft"]
+    assert "| b1 | dft | d1 |" in render.table_markdown(t1)

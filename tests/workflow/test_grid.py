@@ -185,3 +185,12 @@ def test_block_defaults_and_the_runs_a_block_brings_along():
     config["grid"] = {"shuffled": {"bases": ["micro-mistral"], "datasets": ["sharegpt"], "methods": ["sft"]}}
     with pytest.raises(ConfigError, match=r"grid.shuffled.methods: the shuffled-score control is PoFT's"):
         expand(config)
+
+
+def test_dft_is_a_method_the_grid_can_run():
+    config = load("micro")
+    config["methods"]["dft"] = {}
+    config["grid"]["main"]["methods"] = ["sft", "poft", "dft"]
+    runs = [r for r in expand(config).runs.values() if r.block == "main"]
+    assert len(runs) == 2 * 3 * 3 * 2 and sum(r.method == "dft" for r in runs) == 12
+    validate(config, schema=str(SCHEMA))
