@@ -692,10 +692,41 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_evaluate(sub)
 
+    s = sub.add_parser("audit", help="what PoFT would down-weight in a dataset, and why: audit.json and audit.html")
+    s.add_argument("--data", required=True)
+    s.add_argument("--scores", required=True, help="aligned scores: a merged score file (or one model's)")
+    s.add_argument("--base-scores", default=None,
+                   help="the base model's own scores on the data (poft score --model BASE): PoFT's starting weights")
+    s.add_argument("--top", type=int, default=10, help="samples listed at each end")
+    s.add_argument("--group-field", default="source", help="meta field naming each sample's source")
+    s.add_argument("--label-field", default="flaw", help="meta field holding a quality label, if any")
+    s.add_argument("--clean-label", default="clean", help="the label of samples with nothing wrong")
+    s.add_argument("--quiet", action="store_true")
+    s.add_argument("--out-dir", required=True)
+    s.set_defaults(func=cmd_audit)
+
     s = sub.add_parser("batch", help="several poft commands in one process (imports paid once)")
     s.add_argument("commands", nargs="+", metavar="COMMAND", help="one quoted poft command line each, without 'poft'")
     s.set_defaults(func=cmd_batch)
     return p
+
+
+def cmd_audit(a) -> None:
+    from .audit import AuditSpec, audit, bottom_line, render_html
+
+    convs = _conversations(a.data)
+    scores = _scores_for(a.scores, convs, a.data)
+    base = _scores_for(a.base_scores, convs, a.data) if a.base_scores else None
+    spec = AuditSpec(top=a.top, group_field=a.group_field, label_field=a.label_field, clean_label=a.clean_label)
+    result = {"data": a.data, "scores": a.scores, "base_scores": a.base_scores,
+              **audit(convs, scores, base, spec, progress=not a.quiet)}
+    out = Path(a.out_dir)
+    write_json(out / "audit.json", result)
+    write_text(out / "audit.html", render_html(result, f"poft audit: {a.data}"))
+    log.info("%s: %d samples audited (%d without a score)", out / "audit.html", result["n_scored"],
+             result["n_unscored"])
+    if result["labels"]:
+        log.info("%s", bottom_line(result["labels"]["bottom"]))
 
 
 def cmd_batch(a) -> None:

@@ -58,6 +58,13 @@ def test_manifest_auc_recomputed_through_the_scoring_cli(tiny_world):
     auc = roc_auc([by_id[c["id"]] for c in convs], [c["meta"]["flaw"] == "clean" for c in convs])
     reported = records["manifest"]["aligned_auc_per_model"]["openhermes"]["micro-zephyr"]
     assert auc == pytest.approx(reported, abs=1e-9)
+    # The same scores through `poft audit`: the flaw labels of its lowest-scored fifth, counted.
+    assert main(["audit", "--data", str(data), "--scores", str(out / "check" / "zephyr.json"), "--quiet",
+                 "--out-dir", str(out / "check" / "audit")]) == 0
+    bottom = json.loads((out / "check" / "audit" / "audit.json").read_text())["labels"]["bottom"]
+    flawed = [c["id"] for c in convs if c["meta"]["flaw"] != "clean"]
+    lowest = sorted(convs, key=lambda c: by_id[c["id"]])[: bottom["n"]]
+    assert bottom["n"] == round(0.2 * len(convs)) and bottom["flawed"] == sum(c["id"] in flawed for c in lowest)
 
 
 def test_learning_probe_and_majority_floor_recomputed(tiny_world):
