@@ -8,6 +8,7 @@ a plot without data now, are removed so the directory never mixes two runs):
     results.csv        the collected long table + Overall rows (base, dataset, method, variant, seed, epoch, ...)
     runs.csv           per run (seed) and task: first / last / avg / std / mean_all over epochs
     differences.csv    paired PoFT - SFT per (base, dataset, variant, task, stat): seeds x items effects, MDEs
+    baselines.csv      DFT - SFT and PoFT - DFT, paired the same way (only when DFT runs are in the grid)
     tables.md          what ran, Overall gaps, Tables 1-5 analogues, noise study, control, paired differences
     claims.md          a verdict per claim C1-C10 (+ control K1) with its numbers; C11 pointed to unit tests
     plots/*.png        epoch curves, aligned-score distributions, tau vs score, win rates (those with data)
@@ -30,7 +31,7 @@ from .claims import Evidence, judge, rules
 from .bundle import evidence, read_bundle, write_bundle
 from .collect import OVERALL, MetricsFileError, collect, collect_items, overall_gaps
 from .paper import reproduced_vs_reported
-from .stats import paired_differences
+from .stats import baseline_differences, paired_differences
 from .summary import per_seed
 
 FILES = ("results.csv", "runs.csv", "differences.csv", "tables.md", "claims.md", "paper.md",
@@ -92,6 +93,24 @@ def differences_markdown(diffs: pd.DataFrame, tasks: list[str], level: float) ->
             "the first. Intervals: t with Satterthwaite df from the seed, item and residual variance components "
             "(level 'method'); 'checkpoint' = one seed, item noise only (no claim about the method); MDE = the "
             "smallest effect detected with power 0.8. All stats are in differences.csv.\n\n" + render.markdown(frame))
+
+
+def baselines_markdown(base: pd.DataFrame, tasks: list[str], level: float) -> str:
+    """DFT beside SFT and PoFT (baselines.csv), paired by seed and item like the PoFT - SFT differences."""
+    d = base[base["task"].isin(tasks)].sort_values(["treatment", "variant", "base", "dataset", "task", "stat"],
+                                                   ascending=[True, True, True, True, True, False])
+    name = {"sft": "SFT", "poft": "PoFT", "dft": "DFT"}
+    frame = pd.DataFrame({
+        "comparison": [f"{name[t]} − {name[c]}" for t, c in zip(d["treatment"], d["control"])],
+        "base": d["base"], "dataset": d["dataset"], "variant": d["variant"], "task": d["task"], "stat": d["stat"],
+        "seeds × items": [f"{s} × {n}" if u == "items" else f"{s} seeds" for s, n, u in
+                          zip(d["n_pairs"], d["n_items"], d["unit"])],
+        "treatment": d["treat_mean"].map(render.fmt), "control": d["control_mean"].map(render.fmt),
+        "difference": d["mean"].map(render.fmt), f"{level:.0%} CI": render.intervals(d), "MDE": d["mde"].map(render.fmt),
+        "level": d["level_used"]})
+    return ("## Baselines: DFT beside SFT and PoFT (seeds × items)\n\nDFT (Dynamic Fine-Tuning, Wu et al. 2025) weights "
+            "each response token by its own detached probability; no claim of the paper is about it. Paired and "
+            "read like the PoFT − SFT differences; all stats are in baselines.csv.\n\n" + render.markdown(frame))
 
 
 def paper_markdown(side: pd.DataFrame) -> str:
@@ -162,6 +181,7 @@ def report_from_data(data_dir: str | Path, out_dir: str | Path, paper_dir: str |
     extra = [tables.noise_table(df, noise_datasets)] if noise_datasets else []
     extra.append(tables.control_table(df))
     diffs = paired_differences(ev)
+    baselines = baseline_differences(ev)
     verdicts = judge(ev)
     paper, paper_names = o["paper"], o["paper_names"]
 
@@ -171,6 +191,8 @@ def report_from_data(data_dir: str | Path, out_dir: str | Path, paper_dir: str |
         md += ["## Checkpoints without Overall (missing suite tasks)\n", render.markdown(gaps)]
     md += [render.table_markdown(t) for t in [*made.values(), *extra]]
     md.append(differences_markdown(diffs, [OVERALL, *chat_tasks], level))
+    if len(baselines):
+        md.append(baselines_markdown(baselines, [OVERALL, *chat_tasks], level))
     if spreads:
         md += ["## Aligned-score spread per dataset (population std, nats / token)\n",
                render.markdown(pd.DataFrame({"dataset": list(spreads), "spread": list(spreads.values())}))]
@@ -179,6 +201,11 @@ def report_from_data(data_dir: str | Path, out_dir: str | Path, paper_dir: str |
     _write_csv(out / "results.csv", df)
     _write_csv(out / "runs.csv", per_seed(df))
     _write_csv(out / "differences.csv", diffs)
+    if len(baselines):
+        _write_csv(out / "baselines.csv", baselines)
+        written["baselines.csv"] = out / "baselines.csv"
+    else:  # no DFT arm ran: a baselines file from an earlier report would describe runs that are not here
+        (out / "baselines.csv").unlink(missing_ok=True)
     write_text(out / "tables.md", "\n".join(md))
     pdir = out / "plots"
     forest = plots.forest(diffs, ev.min_effect, level, pdir / "forest.png")
@@ -201,7 +228,7 @@ def report_from_data(data_dir: str | Path, out_dir: str | Path, paper_dir: str |
         written.update({n: out / n for n in ("reproduced_vs_reported.csv", "paper.md")})
 
     write_text(out / "index.md", _index(written, verdicts, overall_tasks, chat_tasks, ev))
-    write_text(out / "report.html", _html(raw, made, extra, diffs, chat_tasks, verdicts, ev, written, side))
+    write_text(out / "report.html", _html(raw, made, extra, diffs, baselines, chat_tasks, verdicts, ev, written, side))
     written.update({"index.md": out / "index.md", "report.html": out / "report.html"})
     for name in [*FILES, *(f"plots/{p}" for p in PLOTS)]:  # leftovers of an earlier call
         if name not in written:
@@ -228,7 +255,7 @@ def _img(name: str, path) -> str:
     return f"<h3>{name}</h3><img alt='{name}' src='data:image/png;base64,{data}'>"
 
 
-def _html(raw, made, extra, diffs, chat_tasks, verdicts, ev: Evidence, written, side) -> str:
+def _html(raw, made, extra, diffs, baselines, chat_tasks, verdicts, ev: Evidence, written, side) -> str:
     """The claims first (one line each, how to read them, the forest plot), then what ran, the tables, each
     claim's comparisons, the paired differences and the other plots."""
     level = ev.level
@@ -239,6 +266,9 @@ def _html(raw, made, extra, diffs, chat_tasks, verdicts, ev: Evidence, written, 
     body.append(render.claims_html(verdicts, level))
     d = diffs[diffs["task"].isin([OVERALL, *chat_tasks]) & diffs["stat"].isin(["last", "avg"])]
     body += ["<h2>Paired differences PoFT − SFT</h2>", render.frame_html(d)]
+    if len(baselines):
+        b = baselines[baselines["task"].isin([OVERALL, *chat_tasks])]
+        body += ["<h2>Baselines: DFT − SFT and PoFT − DFT</h2>", render.frame_html(b)]
     body += [_img(n, p) for n, p in written.items() if n.startswith("plots/") and n != "plots/forest.png"]
     if side is not None:
         body += ["<h2>Reproduced vs reported</h2>", render.frame_html(side)]

@@ -36,6 +36,24 @@ def paired_differences(ev, stats=("last", "avg", "std", "mean_all")) -> pd.DataF
     return pd.concat(out, ignore_index=True)[cols] if out else pd.DataFrame(columns=cols)
 
 
+# Baselines compared with both arms of the paper, on the variants where they ran: (treatment, control) methods.
+BASELINE_PAIRS = (("dft", "sft"), ("poft", "dft"))
+
+
+def baseline_differences(ev, stats=("last", "avg")) -> pd.DataFrame:
+    """DFT - SFT and PoFT - DFT, paired like `paired_differences`, per variant where a DFT arm ran (none: an empty
+    frame); columns `treatment` and `control` name the methods."""
+    out = []
+    for variant in sorted(ev.ps.loc[ev.ps["method"] == "dft", "variant"].unique()):
+        for treat, ctrl in BASELINE_PAIRS:
+            for stat in stats:
+                d = ev.contrast({"method": treat, "variant": variant}, {"method": ctrl, "variant": variant}, stat)
+                out.append(d.assign(variant=variant, treatment=treat, control=ctrl))
+    cols = ["base", "dataset", "variant", "treatment", "control", "task", "stat", *EFFECT_COLUMNS]
+    out = [o for o in out if len(o)]
+    return pd.concat(out, ignore_index=True)[cols] if out else pd.DataFrame(columns=cols)
+
+
 def aligned_scores(obj: dict) -> tuple[np.ndarray, int]:
     """The mean aligned scores of a merged score file {"meta", "rows": [{"id", "score", ...}]}, without the
     samples some aligned model could not score (score None), and how many those were."""

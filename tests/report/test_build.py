@@ -3,6 +3,7 @@
 import json
 import random
 
+import pandas as pd
 import pytest
 
 from poft.report import MetricsFileError, build_report, plots, report_from_data
@@ -96,3 +97,26 @@ def test_bad_kept_file_is_named(small, tmp_path):
                                                "BASE/DATASET/VARIANT and a filter output with meta.n_kept and "
                                                "meta.n_input"):
         build_report(small.records, tmp_path / "r", TASKS, kept={"b1/d1/filter:ifd:0.8": str(kept)})
+
+
+def test_dft_runs_bring_baseline_differences(grid, tmp_path):
+    """A DFT arm (the token-weighting baseline) is compared with both of the paper's arms, paired by seed: here
+    SFT = 50 + epoch + seed, DFT = SFT + 1, PoFT = SFT + 2, so DFT - SFT = PoFT - DFT = 1 in every cell."""
+    bump = {"sft": 0, "dft": 1, "poft": 2}
+    grid.runs(lambda b, d, m, v, s, e, t: 50 + e + s + bump[m], methods=("sft", "poft", "dft"), tasks=TASKS)
+    out = tmp_path / "report"
+    written = build_report(grid.records, out, TASKS)
+    assert "baselines.csv" in written
+
+    base = pd.read_csv(out / "baselines.csv")
+    overall = base[base["task"] == "Overall"]
+    assert set(zip(overall["treatment"], overall["control"])) == {("dft", "sft"), ("poft", "dft")}
+    assert overall["mean"].tolist() == pytest.approx([1.0] * len(overall)) and set(overall["stat"]) == {"last", "avg"}
+    md = (out / "tables.md").read_text()
+    assert "## Baselines: DFT beside SFT and PoFT" in md and "| DFT − SFT | b1 | d1 | full | Overall | last |" in md
+    assert "Baselines: DFT − SFT and PoFT − DFT" in (out / "report.html").read_text()
+    # the paper's own comparison is unchanged by the third arm
+    diffs = pd.read_csv(out / "differences.csv").query("task == 'Overall' and stat in ['last', 'avg']")
+    assert diffs["mean"].tolist() == pytest.approx([2.0, 2.0])
+    build_report([r for r in grid.records if r["method"] != "dft"], out, TASKS)
+    assert not (out / "baselines.csv").exists()  # no DFT arm any more: no stale baselines file
