@@ -108,5 +108,10 @@ def test_chat_templates_reach_every_job_of_their_model(tmp_path):
         assert f"--chat-template {template}" in job["Shell command"] and str(template) in job["input"]
     for job in jobs["score_dataset"]:
         assert ("--chat-template chatml" in job["Shell command"]) == ("--name micro-yi" in job["Shell command"])
-    assert not any("--chat-template" in job["Shell command"]
-                   for rule in ("dpo_model", "evaluate_checkpoint", "reference_outputs") for job in jobs[rule])
+    assert not any("--chat-template" in job["Shell command"] for rule in ("dpo_model", "reference_outputs")
+                   for job in jobs[rule])
+    # A group's job trains its runs from the base model (template given), then evaluates their checkpoints (none)
+    for job in jobs["evaluate_checkpoint"]:
+        *training, evaluation = job["Shell command"].split("'evaluate checkpoint")
+        assert "--chat-template" not in evaluation
+        assert all(f"--chat-template {template}" in part for part in training[:1] if "'train " in part)

@@ -37,7 +37,7 @@ def test_micro_grid_is_the_documented_design():
     grid = expand(load("micro"))
     runs = list(grid.runs.values())
     main = [r for r in runs if r.variant == "full" and r.dataset in ("ultrachat", "sharegpt", "openhermes")]
-    assert len(main) == 2 * 3 * 2 * len(load("micro")["seeds"])
+    assert len(main) == 2 * 3 * 3 * len(load("micro")["seeds"])  # SFT, PoFT and the DFT baseline
     assert {r.epochs for r in runs if r.dataset in ("clean", "noisy")} == {load("micro")["grid"]["noise"]["epochs"]}
     assert {r.variant for r in runs} == {"full", "filter:preference:0.8", "filter:ifd:0.8", "dpo", "shuffled",
                                          "distill:micro-zephyr", "distill:micro-llama3-instruct", "distill:micro-yi"}
@@ -50,7 +50,7 @@ def test_micro_grid_is_the_documented_design():
     assert grid.counts()["checkpoints"] == sum(r.epochs for r in runs) + len(load("micro")["evaluation"]["reference_rows"])
 
 
-@pytest.mark.parametrize("per, jobs", [("checkpoint", 154 - 3), ("run", 45 + 4), ("group", 15)])
+@pytest.mark.parametrize("per, jobs", [("checkpoint", 190 - 3), ("run", 57 + 4), ("group", 15)])
 def test_evaluation_granularity(per, jobs):
     config = load("micro")
     config["evaluation"]["per"] = per
@@ -58,10 +58,11 @@ def test_evaluation_granularity(per, jobs):
     grid = expand(config)
     assert len([e for e in grid.evaluations if e.runs]) == jobs
     evaluated = sorted((r.path, e) for ev in grid.evaluations for r in ev.runs for e in ev.epochs)
-    assert len(evaluated) == len(set(evaluated)) == 154 - 3
+    assert len(evaluated) == len(set(evaluated)) == 190 - 3
     if per == "group":  # a group is one base x dataset x variant: SFT and PoFT, every seed
         ev = next(e for e in grid.evaluations if e.key == "micro-mistral/openhermes/full")
-        assert sorted((r.method, r.seed) for r in ev.runs) == [("poft", 0), ("poft", 1), ("sft", 0), ("sft", 1)]
+        assert sorted((r.method, r.seed) for r in ev.runs) == [("dft", 0), ("dft", 1), ("poft", 0), ("poft", 1),
+                                                               ("sft", 0), ("sft", 1)]
 
 
 def test_with_training_a_group_job_trains_its_runs_except_those_dpo_starts_from():
@@ -72,7 +73,7 @@ def test_with_training_a_group_job_trains_its_runs_except_those_dpo_starts_from(
     starts = {r.start for r in grid.runs.values() if r.is_dpo}
     others = {r.path for r in grid.runs.values() if not r.is_dpo}
     assert starts == {f"micro-mistral/ultrachat/full/{m}-seed{s}" for m in ("sft", "poft") for s in (0, 1)}
-    assert trained == others - starts and len(trained) == 45 - 4
+    assert trained == others - starts and len(trained) == 57 - 4
     assert all(set(e.trains) <= set(e.runs) for e in grid.evaluations)
     config["evaluation"]["with_training"] = False
     assert not any(e.trains for e in expand(config).evaluations)
@@ -179,9 +180,10 @@ def test_block_defaults_and_the_runs_a_block_brings_along():
                       "distill": {"bases": ["micro-mistral"], "datasets": ["sharegpt"], "aligned": ["micro-yi"]}}
     runs = expand(config).runs.values()
     assert sorted((r.base, r.dataset, r.method, r.variant) for r in runs if r.seed == 0) == [
-        ("micro-llama3", "ultrachat", "poft", "full"), ("micro-llama3", "ultrachat", "sft", "full"),
+        ("micro-llama3", "ultrachat", "dft", "full"), ("micro-llama3", "ultrachat", "poft", "full"),
+        ("micro-llama3", "ultrachat", "sft", "full"), ("micro-mistral", "sharegpt", "dft", "full"),
         ("micro-mistral", "sharegpt", "poft", "full"), ("micro-mistral", "sharegpt", "sft", "distill:micro-yi"),
-        ("micro-mistral", "sharegpt", "sft", "full")]  # distill: SFT by default, read against both plain runs
+        ("micro-mistral", "sharegpt", "sft", "full")]  # distill: SFT by default, read against the plain runs
     config["grid"] = {"shuffled": {"bases": ["micro-mistral"], "datasets": ["sharegpt"], "methods": ["sft"]}}
     with pytest.raises(ConfigError, match=r"grid.shuffled.methods: the shuffled-score control is PoFT's"):
         expand(config)
