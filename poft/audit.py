@@ -82,7 +82,8 @@ def audit(conversations: list[dict], scores: dict, base_scores: dict | None = No
         raise ValueError("no sample has a score: nothing to audit")
     score = np.array([r["score"] for r in rows])
     order = np.argsort(score, kind="stable")
-    listed = lambda idx: [{k: rows[i][k] for k in ("id", "score", "scores", "label", "text")} for i in idx]  # noqa: E731
+    shown = ("id", "score", "scores", "label", "text")
+    listed = lambda idx: [{k: rows[i][k] for k in shown} for i in idx]  # noqa: E731
     out = {
         "schema": "poft.audit/1", "models": models, "n_samples": len(conversations), "n_scored": len(rows),
         "n_unscored": len(unscored), "unscored_ids_first_50": unscored[:50],
@@ -123,8 +124,9 @@ def _deciles(score: np.ndarray, tau: np.ndarray) -> dict:
     """Share of the data and of PoFT's weight tau in each decile of the mean aligned score (1 = lowest)."""
     ranks = np.argsort(np.argsort(score, kind="stable"), kind="stable")
     decile = ranks * 10 // len(score)
-    rows = [{"decile": d + 1, "score_min": float(score[decile == d].min()), "score_max": float(score[decile == d].max()),
-             "data_share": float((decile == d).mean()), "weight_share": float(tau[decile == d].sum() / tau.sum())}
+    rows = [{"decile": d + 1, "score_min": float(score[decile == d].min()),
+             "score_max": float(score[decile == d].max()), "data_share": float((decile == d).mean()),
+             "weight_share": float(tau[decile == d].sum() / tau.sum())}
             for d in range(10) if (decile == d).any()]
     return {"mean_tau": float(tau.mean()), "deciles": rows}
 
@@ -185,7 +187,8 @@ def _samples(items: list[dict], key: str = "score") -> str:
 def bottom_line(bottom: dict) -> str:
     recall = "—" if bottom["recall"] is None else f"{bottom['recall']:.2f}"
     return (f"lowest-scored {bottom['share']:.0%} ({bottom['n']} samples): {bottom['flawed']} flawed, precision "
-            f"{bottom['precision']:.2f}, recall {recall} (flawed share of all data {bottom['flawed_share_of_data']:.2f})")
+            f"{bottom['precision']:.2f}, recall {recall} "
+            f"(flawed share of all data {bottom['flawed_share_of_data']:.2f})")
 
 
 def _bottom_line(bottom: dict) -> str:

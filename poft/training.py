@@ -25,13 +25,13 @@ import torch
 from transformers import Trainer, TrainerCallback, TrainingArguments
 from transformers.trainer_utils import get_last_checkpoint
 
+from .batches import batch_layout, collate, full_sequence_labels, model_inputs
 from .config import from_mapping
 from .chat import IGNORE_INDEX, TokenizationReport, tokenize_chat
 from .io import read_json, write_json
 from .losses import MEAN_OVER, ObjectiveInputs, get_objective
 from .runs import TRAIN_MARKER, WEIGHTS_SHA256, CorruptCheckpointError, checkpoint_problem, epoch_checkpoints, \
     weights_checksums
-from .batches import batch_layout, collate, full_sequence_labels, model_inputs
 from .scoring import pad_token_id, target_logps, token_logprobs
 
 log = logging.getLogger(__name__)
@@ -185,7 +185,8 @@ def objective_inputs(model, head_model, batch: dict, spec: TrainSpec) -> Objecti
 
 
 class PoFTTrainer(Trainer):
-    """transformers.Trainer with the loss swapped for a registered objective (poft.losses.LOSSES). Nothing else changes."""
+    """transformers.Trainer with the loss swapped for a registered objective (poft.losses.LOSSES); nothing else
+    changes."""
 
     # compute_loss scales each micro-batch's loss to its share of the optimizer step itself (step_share).
     loss_is_scaled_for_ga = True
