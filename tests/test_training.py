@@ -126,8 +126,9 @@ def test_accumulated_micro_batches_train_as_one_batch(tmp_path, loss):
     convs = make_conversations(13, seed=4)
     final = {}
     for name, (batch, accumulate) in {"one": (8, 1), "accumulated": (4, 2)}.items():
-        s = spec(loss=loss, num_train_epochs=1, per_device_train_batch_size=batch,
-                 gradient_accumulation_steps=accumulate)
+        # Plain SGD without clipping: Adam's normalised steps would hide a loss scaled twice by the accumulation
+        s = spec(loss=loss, num_train_epochs=1, per_device_train_batch_size=batch, gradient_accumulation_steps=accumulate,
+                 optim="sgd", learning_rate=0.5, max_grad_norm=0.0)
         examples, _ = build_examples(convs, tok, s.max_length, merged_scores(convs))
         model = tiny_llama(len(tok), seed=6)
         summary = train(model, tok, examples, tmp_path / name, s)
