@@ -213,7 +213,7 @@ class PoFTTrainer(Trainer):
     def step_share(self, inputs: ObjectiveInputs) -> float:
         """Factor turning a micro-batch's mean loss into its share of the step's: the objective's units here over
         the step's, times the ranks (DDP averages gradients over them). Exactly 1 with one micro-batch and rank."""
-        if self._step_units is None:  # a forward outside training steps
+        if self._step_units is None:
             return 1.0
         unit = MEAN_OVER[self.spec.loss]
         here = inputs.response_logps.numel() if unit == "tokens" else inputs.n_samples
@@ -224,7 +224,8 @@ class PoFTTrainer(Trainer):
         head = self.accelerator.unwrap_model(model)
         values = objective_inputs(model, head, inputs, self.spec)
         loss, metrics = self.objective(values, self.spec.beta, self.spec.gamma)
-        loss = loss * self.step_share(values)
+        if model.training:  # an evaluation forward is no share of an optimizer step
+            loss = loss * self.step_share(values)
         for k, v in metrics.items():
             self._metrics[k].append(float(v))
         return (loss, None) if return_outputs else loss
