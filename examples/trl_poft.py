@@ -64,7 +64,7 @@ def main() -> None:
     dataset = attach_scores(dataset, scores)
     args = PoFTConfig(output_dir=out, assistant_only_loss=True, beta=1.0, gamma=0.0, padding_free=True, max_length=None,
                       per_device_train_batch_size=8, num_train_epochs=4, learning_rate=3e-3, logging_steps=4,
-                      save_strategy="no", report_to=[], use_cpu=True)
+                      save_strategy="no", report_to=[], use_cpu=True, bf16=False)  # float32 on CPU
     trainer = PoFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer)
     trainer.train()
 

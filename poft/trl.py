@@ -53,17 +53,18 @@ class PoFTConfig(SFTConfig):
                           "full_sequence (every non-pad token but each sample's first: the released code's quirk)"})
 
     def __post_init__(self):
-        super().__post_init__()
+        # PoFT's own options first: their errors should not hide behind TRL's (e.g. bf16 on a CPU-only machine).
         if self.target_tokens not in TARGET_TOKENS:
             raise ValueError(f"PoFTConfig.target_tokens {self.target_tokens!r}; valid: {', '.join(TARGET_TOKENS)}")
         for name in ("beta", "gamma"):
-            if not math.isfinite(getattr(self, name)):
+            if not isinstance(getattr(self, name), (int, float)) or not math.isfinite(getattr(self, name)):
                 raise ValueError(f"PoFTConfig.{name} must be a finite number, got {getattr(self, name)!r}")
         # Options whose only effect is on TRL's own loss, which PoFT replaces: refused rather than silently ignored.
-        if self.loss_type != "nll":
+        if self.loss_type not in ("nll", "chunked_nll"):
             raise ValueError(f"PoFTConfig.loss_type {self.loss_type!r}: PoFT replaces TRL's loss; leave it 'nll'")
         if self.label_smoothing_factor:
             raise ValueError("PoFTConfig.label_smoothing_factor: PoFT replaces TRL's loss; leave it 0")
+        super().__post_init__()
 
 
 # ---------------------------------------------------------------------------------------------------------
