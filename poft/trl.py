@@ -103,7 +103,7 @@ def attach_scores(dataset, scores_path: str | Path, column: str = "aligned_score
         dropped = set(unscored)
         dataset = dataset.filter(lambda row: row[id_column] not in dropped)
         log.warning("attach_scores: dropped %d samples with a null score in %s (first: %s)",
-                                            len(unscored), scores_path, ", ".join(map(repr, unscored[:5])))
+                    len(unscored), scores_path, ", ".join(map(repr, unscored[:5])))
     dataset.info.description = f"attach_scores: {len(unscored)} unscored samples dropped from {scores_path}"
     return dataset
 
@@ -232,10 +232,13 @@ class PoFTTrainer(SFTTrainer):
                          chunked_lm_head=not self.is_fsdp_enabled)
         values = objective_inputs(model, self.accelerator.unwrap_model(model), batch, spec)
         n = batch["aligned_scores"].shape[0]
-        counts = torch.bincount(values.policy_index, minlength=n)
-        if values.n_samples != n or bool((counts == 0).any()):
-            raise ValueError(f"PoFT: {int((counts == 0).sum()) + n - values.n_samples} of the batch's {n} samples have "
-                             "no target token (all cut by truncation, or no assistant turn): r_theta is undefined")
+        if values.n_samples != n:
+            raise ValueError(f"PoFT: the batch holds {values.n_samples} samples but {n} aligned scores")
+        # A sample without target tokens has no r_theta: its NaN would reach the weights through the mean.
+        empty = int((torch.bincount(values.policy_index, minlength=n) == 0).sum())
+        if empty:
+            raise ValueError(f"PoFT: {empty} of the batch's {n} samples have no target token (all cut by truncation, "
+                             "or no assistant turn): r_theta is undefined for them")
         loss, metrics = poft_objective(values, spec.beta, spec.gamma)
         if mode == "train":
             loss = loss * self.step_share(n)

@@ -221,6 +221,18 @@ def test_twenty_steps_lower_the_loss(tmp_path):
                                      for h in logged)
 
 
+def test_a_sample_without_target_tokens_is_an_error(tmp_path):
+    """Its r_theta would be NaN (a mean over no tokens), and the NaN would reach every weight through the batch mean."""
+    tok = tokenizer()
+    convs = make_conversations(3)
+    model = tiny_llama(len(tok))
+    trainer = trainer_for(model, tok, scored_dataset(convs), tmp_path)
+    inputs = trl_batch(trainer, [c["id"] for c in convs])
+    inputs["labels"][1] = IGNORE_INDEX
+    with pytest.raises(ValueError, match="1 of the batch's 3 samples have no target token"):
+        trainer.compute_loss(model, inputs)
+
+
 @pytest.mark.slow
 def test_example_script_runs_as_written(tmp_path):
     done = subprocess.run([sys.executable, str(REPO / "examples" / "trl_poft.py"), "--out", str(tmp_path)],
