@@ -7,6 +7,7 @@ twice; a padding-free row holds several samples, split where position_ids restar
 
 import json
 import math
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -161,7 +162,8 @@ def test_accumulated_micro_batches_train_as_one_batch(tmp_path, padding_free):
     """Trap 3: batch 8 and 2 accumulated micro-batches of 4 end with the same weights. PoFT's loss is a mean over
     samples; each micro-batch's mean is scaled to its share of the step's samples (and Trainer told not to divide by
     the accumulation steps again). 13 conversations: the last step holds 5 samples, as micro-batches of 4 and 1,
-    where averaging per micro-batch would weigh the lone sample 4 times too much."""
+    where averaging per micro-batch would weigh the lone sample 4 times too much. Plain SGD, no clipping: Adam would
+    hide a loss scaled twice (it is blind to a uniform scale of the gradient)."""
     tok = tokenizer()
     convs = make_conversations(13, seed=4)
     final = {}
@@ -169,12 +171,33 @@ def test_accumulated_micro_batches_train_as_one_batch(tmp_path, padding_free):
         model = tiny_llama(len(tok), seed=6)
         trainer = trainer_for(model, tok, scored_dataset(convs), tmp_path / name, padding_free=padding_free,
                               per_device_train_batch_size=batch, gradient_accumulation_steps=accumulate,
-                              num_train_epochs=1)
+                              num_train_epochs=1, optim="sgd", learning_rate=0.1, max_grad_norm=0)
         trainer.train()
         assert trainer.state.global_step == 2
         final[name] = model.state_dict()
     for k, v in final["one"].items():
         torch.testing.assert_close(final["accumulated"][k], v, rtol=0, atol=1e-5, msg=k)
+
+
+@pytest.mark.slow
+def test_ranks_and_accumulation_train_as_one_batch(tmp_path):
+    """Trap 3 under DDP: 2 ranks (torchrun, gloo on CPU) x micro-batches of 2 x 2 accumulation steps end with the
+    weights of one process at batch 8: the step's samples are counted over the accumulation steps and the ranks, and
+    each rank's share is multiplied by the ranks that DDP averages the gradients over. Plain SGD (see above)."""
+    worker = str(REPO / "tests" / "trl_ddp_worker.py")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    runs = {"one": [sys.executable, worker, "8", "1"],
+            "ranks": [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", worker, "2", "2"]}
+    final = {}
+    for name, command in runs.items():
+        done = subprocess.run([*command, str(tmp_path / name)], cwd=REPO, env=env, capture_output=True, text=True,
+                              timeout=300)
+        assert done.returncode == 0, done.stderr[-3000:]
+        final[name] = torch.load(tmp_path / name / "final.pt")
+    assert (final["one"]["world_size"], final["ranks"]["world_size"]) == (1, 2)
+    assert final["one"]["steps"] == final["ranks"]["steps"] == 2
+    for k, v in final["one"]["weights"].items():
+        torch.testing.assert_close(final["ranks"]["weights"][k], v, rtol=0, atol=1e-5, msg=k)
 
 
 def test_padding_free_samples_split_at_position_zero(tmp_path):
