@@ -28,6 +28,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 import torch
+import trl
+from packaging.version import Version
 from trl import SFTConfig, SFTTrainer
 
 from .chat import IGNORE_INDEX
@@ -36,6 +38,12 @@ from .scoring import read_scores
 from .training import TARGET_TOKENS, TrainSpec, objective_inputs
 
 log = logging.getLogger(__name__)
+
+# Written against TRL 1.16's SFTTrainer (its fused-LM-head loss, its collator and metrics); pyproject.toml allows
+# older TRL for the rest of poft, whose trainers differ too much for this subclass.
+MIN_TRL = "1.16"
+if Version(trl.__version__) < Version(MIN_TRL):
+    raise ImportError(f"poft.trl needs trl>={MIN_TRL}, found {trl.__version__}: pip install -U 'trl>={MIN_TRL}'")
 
 
 @dataclass
