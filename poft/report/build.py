@@ -79,16 +79,21 @@ def _write_csv(path: Path, frame: pd.DataFrame) -> None:
         frame.to_csv(tmp, index=False, float_format="%.6g")
 
 
-def differences_markdown(diffs: pd.DataFrame, tasks: list[str], level: float) -> str:
-    d = diffs[diffs["task"].isin(tasks) & diffs["stat"].isin(["last", "avg"])]
-    d = d.sort_values(["variant", "base", "dataset", "task", "stat"], ascending=[True, True, True, True, False])
-    frame = pd.DataFrame({
+def _paired_frame(d: pd.DataFrame, level: float, means: dict) -> pd.DataFrame:
+    """The columns every paired-effect table shows; `means` (column -> values: the arms and their difference) go
+    between the seeds x items count and the interval."""
+    return pd.DataFrame({
         "base": d["base"], "dataset": d["dataset"], "variant": d["variant"], "task": d["task"], "stat": d["stat"],
         "seeds × items": [f"{s} × {n}" if u == "items" else f"{s} seeds" for s, n, u in
                           zip(d["n_pairs"], d["n_items"], d["unit"])],
-        "PoFT": d["treat_mean"].map(render.fmt), "SFT": d["control_mean"].map(render.fmt),
-        "PoFT − SFT": d["mean"].map(render.fmt), f"{level:.0%} CI": render.intervals(d), "MDE": d["mde"].map(render.fmt),
-        "level": d["level_used"]})
+        **means, f"{level:.0%} CI": render.intervals(d), "MDE": d["mde"].map(render.fmt), "level": d["level_used"]})
+
+
+def differences_markdown(diffs: pd.DataFrame, tasks: list[str], level: float) -> str:
+    d = diffs[diffs["task"].isin(tasks) & diffs["stat"].isin(["last", "avg"])]
+    d = d.sort_values(["variant", "base", "dataset", "task", "stat"], ascending=[True, True, True, True, False])
+    frame = _paired_frame(d, level, {"PoFT": d["treat_mean"].map(render.fmt), "SFT": d["control_mean"].map(render.fmt),
+                                     "PoFT − SFT": d["mean"].map(render.fmt)})
     return ("## Paired differences PoFT − SFT (seeds × items)\n\nlast = last epoch, avg = mean over epochs excluding "
             "the first. Intervals: t with Satterthwaite df from the seed, item and residual variance components "
             "(level 'method'); 'checkpoint' = one seed, item noise only (no claim about the method); MDE = the "
@@ -99,15 +104,11 @@ def baselines_markdown(base: pd.DataFrame, tasks: list[str], level: float) -> st
     """DFT beside SFT and PoFT (baselines.csv), paired by seed and item like the PoFT - SFT differences."""
     d = base[base["task"].isin(tasks)].sort_values(["treatment", "variant", "base", "dataset", "task", "stat"],
                                                    ascending=[True, True, True, True, True, False])
+    frame = _paired_frame(d, level, {"treatment": d["treat_mean"].map(render.fmt),
+                                     "control": d["control_mean"].map(render.fmt),
+                                     "difference": d["mean"].map(render.fmt)})
     name = {"sft": "SFT", "poft": "PoFT", "dft": "DFT"}
-    frame = pd.DataFrame({
-        "comparison": [f"{name[t]} − {name[c]}" for t, c in zip(d["treatment"], d["control"])],
-        "base": d["base"], "dataset": d["dataset"], "variant": d["variant"], "task": d["task"], "stat": d["stat"],
-        "seeds × items": [f"{s} × {n}" if u == "items" else f"{s} seeds" for s, n, u in
-                          zip(d["n_pairs"], d["n_items"], d["unit"])],
-        "treatment": d["treat_mean"].map(render.fmt), "control": d["control_mean"].map(render.fmt),
-        "difference": d["mean"].map(render.fmt), f"{level:.0%} CI": render.intervals(d), "MDE": d["mde"].map(render.fmt),
-        "level": d["level_used"]})
+    frame.insert(0, "comparison", [f"{name[t]} − {name[c]}" for t, c in zip(d["treatment"], d["control"])])
     return ("## Baselines: DFT beside SFT and PoFT (seeds × items)\n\nDFT (Dynamic Fine-Tuning, Wu et al. 2025) weights "
             "each response token by its own detached probability; no claim of the paper is about it. Paired and "
             "read like the PoFT − SFT differences; all stats are in baselines.csv.\n\n" + render.markdown(frame))

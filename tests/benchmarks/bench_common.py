@@ -8,6 +8,7 @@ A fresh process also starts each configuration with the same allocator and threa
 
 from __future__ import annotations
 
+import argparse
 import datetime
 import json
 import os
@@ -220,6 +221,17 @@ def versions() -> dict:
     return out
 
 
+def add_common_arguments(p, what: str) -> None:
+    """What both benchmarks take: --json, --preset, --repeats, --device, --timeout (per `what` is measured), and
+    the hidden --worker of the process that measures one configuration."""
+    p.add_argument("--json", required=False, help="write the results here")
+    p.add_argument("--preset", default="cpu", choices=sorted(PRESETS))
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--device", default=default_device())
+    p.add_argument("--timeout", type=float, default=1800, help=f"seconds per {what}")
+    p.add_argument("--worker", help=argparse.SUPPRESS)
+
+
 def header(script: str, preset_name: str, preset: Preset, device: str, repeats: int) -> dict:
     return {"benchmark": script, "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             "machine": machine(), "versions": versions(), "preset": preset_name, "preset_settings": asdict(preset),
@@ -250,6 +262,34 @@ def run_isolated(script: Path, config: dict, timeout: float) -> dict:
             # The exception's own line (the last one) says what was wrong; keep a little context for the log.
             return {"error": lines[-1] if lines else f"exit status {proc.returncode}", "stderr_tail": lines[-15:]}
         return json.loads(out.read_text())
+
+
+def run_all(script: Path, names: list[str], config: dict, timeout: float, json_path: str | None, report: dict,
+            key: str, extra=lambda r: "") -> dict:
+    """Each named configuration in its own process (run_isolated), one line printed per result, the JSON rewritten
+    after each (a run cut short still leaves what it measured, marked "complete": false). {name: result}."""
+    results = {}
+    for name in names:
+        r = run_isolated(script, {**config, "name": name}, timeout)
+        results[name] = r
+        if json_path:
+            write_result(json_path, {**report, key: results, "complete": False})
+        if "error" in r:
+            print(f"  {name:30s} FAILED: {r['error']}", flush=True)
+        else:
+            print(f"  {name:30s} {r['tokens_per_s']:>10,.0f} tokens/s  median {r['median_seconds']:7.2f}s  "
+                  f"peak {r['peak_memory_mib']:>8,.0f} MiB  layout {r['batch_layout']:20s} {extra(r)}{r['seconds']}",
+                  flush=True)
+    return results
+
+
+def finish(json_path: str | None, report: dict, key: str, results: dict, ratios: dict) -> None:
+    """The complete report: results, ratios, printed and written."""
+    report.update({key: results, "ratios": ratios, "complete": True})
+    print("ratios:", json.dumps(ratios))
+    if json_path:
+        write_result(json_path, report)
+        print(f"wrote {json_path}")
 
 
 def write_result(path: str | Path, obj: dict) -> None:

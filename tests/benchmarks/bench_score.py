@@ -40,8 +40,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_common import (  # noqa: E402
-    PAD_ID, PRESETS, attention_for, default_device, header, make_examples, make_model, peak_kind, peak_mib,
-    reset_peak, run_isolated, summarise, timed, write_result,
+    PAD_ID, PRESETS, add_common_arguments, attention_for, finish, header, make_examples, make_model, peak_kind,
+    peak_mib, reset_peak, run_all, summarise, timed,
 )
 
 from poft.batches import batch_layout, collate, model_inputs  # noqa: E402
@@ -191,10 +191,7 @@ def compare(results: dict) -> dict:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--json", required=False, help="write the results here")
-    p.add_argument("--preset", default="cpu", choices=sorted(PRESETS))
-    p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--device", default=default_device())
+    add_common_arguments(p, "scorer")
     p.add_argument("--samples", type=int, default=None, help="chats to score (default: the preset's)")
     p.add_argument("--scorers", default=",".join(SCORERS), help="comma-separated subset of: " + ", ".join(SCORERS))
     p.add_argument("--model", default=None, help="score a real model (HF directory or .gguf file) instead")
@@ -203,8 +200,6 @@ def main() -> None:
     p.add_argument("--pad-to", type=int, default=None,
                    help="width pad_to_max pads every sample to (default: max_length). The released recipe's "
                         "max_length is 4096 (workflows/configs/recipes/poft-paper.yaml), for chats cut at 2048 here")
-    p.add_argument("--timeout", type=float, default=1800, help="seconds per scorer")
-    p.add_argument("--worker", help=argparse.SUPPRESS)
     a = p.parse_args()
     if a.worker:
         return worker(json.loads(a.worker))
@@ -222,25 +217,8 @@ def main() -> None:
                           "pad_to": a.pad_to or config.get("max_length", preset.max_length)}
     print(f"bench_score: {a.model or 'preset ' + a.preset}, {samples} samples, {a.repeats} repeats, device {a.device}, "
           f"attention {report['attention']}")
-    results = {}
-    for name in a.scorers.split(","):
-        r = run_isolated(SCRIPT, {**config, "name": name}, a.timeout)
-        results[name] = r
-        if a.json:  # after every scorer: a run cut short still leaves what it measured
-            write_result(a.json, {**report, "scorers": results, "complete": False})
-        if "error" in r:
-            print(f"  {name:28s} FAILED: {r['error']}", flush=True)
-        else:
-            print(f"  {name:28s} {r['tokens_per_s']:>10,.0f} tokens/s  median {r['median_seconds']:7.2f}s  "
-                  f"peak {r['peak_memory_mib']:>8,.0f} MiB  layout {r['batch_layout']:20s} {r['seconds']}", flush=True)
-    report["scorers"] = results
-    report["ratios"] = compare(results)
-    report["complete"] = True
-    print("ratios:", json.dumps(report["ratios"]))
-    if a.json:
-        write_result(a.json, report)
-        print(f"wrote {a.json}")
-
+    results = run_all(SCRIPT, a.scorers.split(","), config, a.timeout, a.json, report, "scorers")
+    finish(a.json, report, "scorers", results, compare(results))
 
 if __name__ == "__main__":
     main()

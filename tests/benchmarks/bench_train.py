@@ -58,8 +58,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_common import (  # noqa: E402
-    PRESETS, attention_for, default_device, header, make_examples, make_model, make_tokenizer, peak_kind, peak_mib,
-    reset_peak, run_isolated, summarise, timed, write_result,
+    PRESETS, add_common_arguments, attention_for, finish, header, make_examples, make_model, make_tokenizer,
+    peak_kind, peak_mib, reset_peak, run_all, summarise, timed,
 )
 
 SCRIPT = Path(__file__).resolve()
@@ -240,14 +240,9 @@ def compare(results: dict) -> dict:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--json", required=False, help="write the results here")
-    p.add_argument("--preset", default="cpu", choices=sorted(PRESETS))
-    p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--device", default=default_device())
+    add_common_arguments(p, "configuration")
     p.add_argument("--samples", type=int, default=None, help="training samples (default: the preset's)")
     p.add_argument("--configs", default=",".join(CONFIGS), help="comma-separated subset of: " + ", ".join(CONFIGS))
-    p.add_argument("--timeout", type=float, default=1800, help="seconds per configuration")
-    p.add_argument("--worker", help=argparse.SUPPRESS)
     a = p.parse_args()
     if a.worker:
         return worker(json.loads(a.worker))
@@ -260,31 +255,14 @@ def main() -> None:
     report["trl_loss_type_aliases"] = trl_loss_type_aliases(preset)
     print(f"bench_train: preset {a.preset} ({preset.dtype}, attention {report['attention']}), {samples} samples, "
           f"batch {preset.batch_size}, {a.repeats} repeats, device {a.device}")
-    results = {}
-    for name in a.configs.split(","):
-        r = run_isolated(SCRIPT, {"name": name, "preset": a.preset, "device": a.device, "repeats": a.repeats,
-                                  "samples": samples}, a.timeout)
-        results[name] = r
-        if a.json:  # after every configuration: a run cut short still leaves what it measured
-            write_result(a.json, {**report, "configurations": results, "complete": False})
-        if "error" in r:
-            print(f"  {name:30s} FAILED: {r['error']}", flush=True)
-        else:
-            print(f"  {name:30s} {r['tokens_per_s']:>10,.0f} tokens/s  median {r['median_seconds']:7.2f}s  "
-                  f"peak {r['peak_memory_mib']:>8,.0f} MiB  layout {r['batch_layout']:8s} "
-                  f"loss {r['train_loss'][0]:.5f}  {r['seconds']}", flush=True)
-    report["configurations"] = results
-    report["ratios"] = compare(results)
-    report["complete"] = True
+    config = {"preset": a.preset, "device": a.device, "repeats": a.repeats, "samples": samples}
+    results = run_all(SCRIPT, a.configs.split(","), config, a.timeout, a.json, report, "configurations",
+                      extra=lambda r: f"loss {r['train_loss'][0]:.5f}  ")
     for name, r in results.items():
         if not r["valid"] and "error" not in r:
             print(f"  {name}: NOT VALID, train loss differs from trl_default by {r['loss_rel_diff_vs_trl_default']}")
-    print("ratios:", json.dumps(report["ratios"]))
     print("trl loss_type aliases:", json.dumps(report["trl_loss_type_aliases"]))
-    if a.json:
-        write_result(a.json, report)
-        print(f"wrote {a.json}")
-
+    finish(a.json, report, "configurations", results, compare(results))
 
 if __name__ == "__main__":
     main()
