@@ -39,8 +39,8 @@ from .training import TARGET_TOKENS, TrainSpec, objective_inputs
 
 log = logging.getLogger(__name__)
 
-# Written against TRL 1.16's SFTTrainer (its fused-LM-head loss, its collator and metrics); pyproject.toml allows
-# older TRL for the rest of poft, whose trainers differ too much for this subclass.
+# Written against TRL 1.16's SFTTrainer (its fused-LM-head loss, its collator and metrics), the floor pyproject.toml
+# sets; an environment installed otherwise gets this error rather than a subclass of a trainer it does not fit.
 MIN_TRL = "1.16"
 if Version(trl.__version__) < Version(MIN_TRL):
     raise ImportError(f"poft.trl needs trl>={MIN_TRL}, found {trl.__version__}: pip install -U 'trl>={MIN_TRL}'")
