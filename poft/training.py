@@ -184,12 +184,39 @@ def objective_inputs(model, head_model, batch: dict, spec: TrainSpec) -> Objecti
     return ObjectiveInputs(logps[is_response], index[is_response], logps, index, n_samples, aligned)
 
 
-class PoFTTrainer(Trainer):
+class StepShare:
+    """Mixin for a transformers Trainer whose loss is a mean over a micro-batch's tokens or samples: each
+    micro-batch's mean is scaled to its share of the whole optimizer step's (every accumulation step and, under DDP,
+    every rank), so batch 8 = 2 x 4 accumulated = 2 ranks x 4. Used by PoFTTrainer here and poft.trl's."""
+
+    # compute_loss scales the loss itself (step_share): Trainer must not divide it by the accumulation steps again.
+    loss_is_scaled_for_ga = True
+    samples_key = "sample_ids"  # a batch entry with one element per sample
+    _step_units: dict[str, int] | None = None
+
+    def get_batch_samples(self, epoch_iterator, num_batches, device):
+        """The optimizer step's micro-batches, and what they hold in all: labelled tokens and samples, summed over
+        the accumulation steps and (under DDP) the ranks."""
+        batches, num_items = super().get_batch_samples(epoch_iterator, num_batches, device)
+        units = torch.tensor([sum(int((b["labels"][:, 1:] != IGNORE_INDEX).sum()) for b in batches),
+                              sum(len(b[self.samples_key]) for b in batches)], device=device)
+        if self.args.world_size > 1:
+            units = self.accelerator.gather(units[None]).sum(0)
+        self._step_units = {"tokens": int(units[0]), "samples": int(units[1])}
+        return batches, num_items
+
+    def step_share(self, unit: str, here: int) -> float:
+        """Factor turning a micro-batch's mean loss over `here` units ("tokens" | "samples") into its share of the
+        step's mean: here over the step's, times the ranks (DDP averages gradients over them). Exactly 1 with one
+        micro-batch on one rank."""
+        if self._step_units is None:
+            return 1.0
+        return here * self.args.world_size / max(self._step_units[unit], 1)
+
+
+class PoFTTrainer(StepShare, Trainer):
     """transformers.Trainer with the loss swapped for a registered objective (poft.losses.LOSSES); nothing else
     changes."""
-
-    # compute_loss scales each micro-batch's loss to its share of the optimizer step itself (step_share).
-    loss_is_scaled_for_ga = True
 
     def __init__(self, *args, spec: TrainSpec, **kwargs):
         super().__init__(*args, **kwargs)
@@ -197,27 +224,6 @@ class PoFTTrainer(Trainer):
         self.objective = get_objective(spec.loss)
         self._metrics: dict[str, list[float]] = defaultdict(list)
         self.seen_ids: list[list[str]] = []
-        self._step_units: dict[str, int] | None = None
-
-    def get_batch_samples(self, epoch_iterator, num_batches, device):
-        """The optimizer step's micro-batches, and what they hold in all: labelled tokens and samples, summed over
-        the accumulation steps and (under DDP) the ranks."""
-        batches, num_items = super().get_batch_samples(epoch_iterator, num_batches, device)
-        units = torch.tensor([sum(int((b["labels"][:, 1:] != IGNORE_INDEX).sum()) for b in batches),
-                              sum(len(b["sample_ids"]) for b in batches)], device=device)
-        if self.args.world_size > 1:
-            units = self.accelerator.gather(units[None]).sum(0)
-        self._step_units = {"tokens": int(units[0]), "samples": int(units[1])}
-        return batches, num_items
-
-    def step_share(self, inputs: ObjectiveInputs) -> float:
-        """Factor turning a micro-batch's mean loss into its share of the step's: the objective's units here over
-        the step's, times the ranks (DDP averages gradients over them). Exactly 1 with one micro-batch and rank."""
-        if self._step_units is None:
-            return 1.0
-        unit = MEAN_OVER[self.spec.loss]
-        here = inputs.response_logps.numel() if unit == "tokens" else inputs.n_samples
-        return here * self.args.world_size / max(self._step_units[unit], 1)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         self.seen_ids.append(inputs.pop("sample_ids"))
@@ -225,7 +231,8 @@ class PoFTTrainer(Trainer):
         values = objective_inputs(model, head, inputs, self.spec)
         loss, metrics = self.objective(values, self.spec.beta, self.spec.gamma)
         if model.training:  # an evaluation forward is no share of an optimizer step
-            loss = loss * self.step_share(values)
+            unit = MEAN_OVER[self.spec.loss]
+            loss = loss * self.step_share(unit, values.response_logps.numel() if unit == "tokens" else values.n_samples)
         for k, v in metrics.items():
             self._metrics[k].append(float(v))
         return (loss, None) if return_outputs else loss

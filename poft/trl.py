@@ -35,7 +35,7 @@ from trl import SFTConfig, SFTTrainer
 from .chat import IGNORE_INDEX
 from .losses import poft_objective
 from .scoring import read_scores
-from .training import TARGET_TOKENS, TrainSpec, objective_inputs
+from .training import TARGET_TOKENS, StepShare, TrainSpec, objective_inputs
 
 log = logging.getLogger(__name__)
 
@@ -184,12 +184,11 @@ def _check_scores(dataset, column: str, name: str) -> None:
                                  "finite aligned score (attach_scores(..., drop_unscored=True) drops unscored ones)")
 
 
-class PoFTTrainer(SFTTrainer):
-    """`trl.SFTTrainer` whose loss is PoFT's: -mean_b log sigmoid(beta * (r_theta - aligned score) + gamma)."""
+class PoFTTrainer(StepShare, SFTTrainer):
+    """`trl.SFTTrainer` whose loss is PoFT's: -mean_b log sigmoid(beta * (r_theta - aligned score) + gamma). Its
+    mean is over samples, scaled to each micro-batch's share of the optimizer step's (poft.training.StepShare)."""
 
-    # compute_loss scales each micro-batch's mean to its share of the optimizer step (step_share): Trainer must not
-    # divide it by the accumulation steps again.
-    loss_is_scaled_for_ga = True
+    samples_key = "aligned_scores"  # one per sample, from AlignedScoreCollator
 
     def __init__(self, model=None, args: PoFTConfig | None = None, **kwargs):
         if not isinstance(args, PoFTConfig):
@@ -207,30 +206,12 @@ class PoFTTrainer(SFTTrainer):
         super().__init__(model=model, args=args, **kwargs)
         # TRL builds its collator in __init__ (and refuses a custom one with padding_free): wrap whichever it uses.
         self.data_collator = AlignedScoreCollator(self.data_collator, column)
-        self._step_samples: int | None = None
 
     def _set_signature_columns_if_needed(self):
         # Trainer drops dataset columns outside this list (remove_unused_columns); the scores must reach the collator.
         super()._set_signature_columns_if_needed()
         if self.args.aligned_score_column not in self._signature_columns:
             self._signature_columns = [*self._signature_columns, self.args.aligned_score_column]
-
-    def get_batch_samples(self, epoch_iterator, num_batches, device):
-        """The optimizer step's micro-batches, and the samples they hold in all (every accumulation step and, under
-        DDP, every rank): what each micro-batch's share of the step's mean is taken of."""
-        batches, num_items = super().get_batch_samples(epoch_iterator, num_batches, device)
-        samples = torch.tensor([sum(len(b["aligned_scores"]) for b in batches)], device=device)
-        if self.args.world_size > 1:
-            samples = self.accelerator.gather(samples).sum()
-        self._step_samples = int(samples.sum())
-        return batches, num_items
-
-    def step_share(self, n_samples: int) -> float:
-        """Factor turning a micro-batch's mean loss into its share of the optimizer step's mean: its samples over the
-        step's, times the ranks (DDP averages gradients over them). Exactly 1 with one micro-batch on one rank."""
-        if self._step_samples is None:
-            return 1.0
-        return n_samples * self.args.world_size / max(self._step_samples, 1)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         mode = "train" if self.model.training else "eval"
@@ -249,7 +230,7 @@ class PoFTTrainer(SFTTrainer):
                              "or no assistant turn): r_theta is undefined for them")
         loss, metrics = poft_objective(values, spec.beta, spec.gamma)
         if mode == "train":
-            loss = loss * self.step_share(n)
+            loss = loss * self.step_share("samples", n)
         for k, v in metrics.items():  # TRL's log() averages these over the steps since the last log line
             self._metrics[mode][k].append(self.accelerator.gather_for_metrics(v.detach()[None]).mean().item())
         if mode == "train":
