@@ -112,12 +112,17 @@ def model_inputs(batch: dict) -> dict:
     return {"use_cache": False, **{k: batch[k] for k in ("input_ids", "attention_mask", "position_ids") if k in batch}}
 
 
-def full_sequence_labels(batch: dict) -> torch.Tensor:
-    """Every real token as a target except each sample's first (nothing in the sample precedes it): the
-    released code's r_theta, over template and user turns too."""
-    index = batch["sample_index"]
+def never_targets(index: torch.Tensor) -> torch.Tensor:
+    """Positions of a sample_index [R, W] that no token may be predicted at: padding, and each sample's first token
+    (nothing in its sample precedes it; in a packed row the previous sample's last token would)."""
     previous = torch.cat([torch.full_like(index[:, :1], -2), index[:, :-1]], dim=1)
-    return batch["input_ids"].masked_fill((index < 0) | (index != previous), IGNORE_INDEX)
+    return (index < 0) | (index != previous)
+
+
+def full_sequence_labels(batch: dict) -> torch.Tensor:
+    """Every real token as a target except each sample's first: the released code's r_theta, over template and
+    user turns too."""
+    return batch["input_ids"].masked_fill(never_targets(batch["sample_index"]), IGNORE_INDEX)
 
 
 def batch_tokens(batch: dict) -> tuple[int, int]:

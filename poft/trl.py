@@ -32,6 +32,7 @@ import trl
 from packaging.version import Version
 from trl import SFTConfig, SFTTrainer
 
+from .batches import never_targets
 from .chat import IGNORE_INDEX
 from .losses import poft_objective
 from .scoring import read_scores
@@ -159,8 +160,7 @@ def poft_batch(inputs: dict) -> dict:
     """TRL's batch in poft.batches' layout: `sample_index` added, and each sample's first token never a target (in a
     padding-free row the previous sample's last token would predict it; TRL's collator masks it, other may not)."""
     index = sample_index(inputs)
-    previous = torch.cat([torch.full_like(index[:, :1], -2), index[:, :-1]], dim=1)
-    labels = inputs["labels"].masked_fill((index != previous) | (index < 0), IGNORE_INDEX)
+    labels = inputs["labels"].masked_fill(never_targets(index), IGNORE_INDEX)
     batch = {k: inputs[k] for k in ("input_ids", "attention_mask", "position_ids") if k in inputs}
     return {**batch, "labels": labels, "sample_index": index, "aligned_scores": inputs["aligned_scores"]}
 

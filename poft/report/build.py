@@ -107,8 +107,8 @@ def baselines_markdown(base: pd.DataFrame, tasks: list[str], level: float) -> st
     frame = _paired_frame(d, level, {"treatment": d["treat_mean"].map(render.fmt),
                                      "control": d["control_mean"].map(render.fmt),
                                      "difference": d["mean"].map(render.fmt)})
-    name = {"sft": "SFT", "poft": "PoFT", "dft": "DFT"}
-    frame.insert(0, "comparison", [f"{name[t]} − {name[c]}" for t, c in zip(d["treatment"], d["control"])])
+    label = tables.METHOD_LABEL
+    frame.insert(0, "comparison", [f"{label[t]} − {label[c]}" for t, c in zip(d["treatment"], d["control"])])
     return ("## Baselines: DFT beside SFT and PoFT (seeds × items)\n\nDFT (Dynamic Fine-Tuning, Wu et al. 2025) weights "
             "each response token by its own detached probability; no claim of the paper is about it. Paired and "
             "read like the PoFT − SFT differences; all stats are in baselines.csv.\n\n" + render.markdown(frame))
