@@ -92,7 +92,8 @@ def cmd_score(a) -> None:
     from .scoring import ScoreSpec, load_model_and_tokenizer, score_dataset, weights_fingerprint
 
     convs = _conversations(a.data)
-    device = str(start_ranks()) if a.device == "auto" else a.device  # a rank's own GPU under a launcher
+    rank_device = start_ranks()  # joined before scoring, whatever --device: the ranks share out the shards
+    device = str(rank_device) if a.device == "auto" else a.device  # auto: a rank's own GPU under a launcher
     model, tokenizer = load_model_and_tokenizer(a.model, device, a.dtype, a.attn, a.chat_template)
     spec = ScoreSpec(max_length=a.max_length, max_batch_size=a.batch_size, max_batch_tokens=a.max_batch_tokens,
                      chunk_tokens=a.chunk_tokens, shard_size=a.shard_size, kind=a.kind,
