@@ -9,6 +9,7 @@ library function and writes its outputs atomically, with a report of what was dr
     poft filter  --data data.jsonl --method preference --keep 0.8 --scores scores/merged.json --out kept.json
     poft train   --data data.jsonl --model DIR --scores scores/merged.json --config train.yaml --set loss=poft --out run/
     poft train   --data data.jsonl --model hf:mistralai/Mistral-7B-v0.1 --chat-template zephyr --out run/  # a base model
+    poft train   --processes 8 --data data.jsonl --model DIR --config train.yaml --out run/  # 8 ranks (poft.launch)
     poft dpo     --model run/checkpoint-N --pairs pairs.jsonl --config dpo.yaml --out run-dpo/
     poft dpo     --model run/ --epoch last --pairs pairs.jsonl --out run-dpo/     # a run dir + --epoch: its checkpoint
     poft shuffle-scores --scores scores/merged.json --seed 0 --out scores/merged.shuffled0.json   # control K1
@@ -37,6 +38,7 @@ from pathlib import Path
 import yaml
 
 from .io import RESOURCE_ERRNOS, ResourceError, read_json, write_json, write_text
+from .launch import check_ranks, needs_relaunch, relaunch
 
 log = logging.getLogger("poft")
 
@@ -86,16 +88,21 @@ def cmd_noise(a) -> None:
 
 def cmd_score(a) -> None:
     from .data import dataset_fingerprint
+    from .launch import start_ranks
     from .scoring import ScoreSpec, load_model_and_tokenizer, score_dataset, weights_fingerprint
 
     convs = _conversations(a.data)
-    model, tokenizer = load_model_and_tokenizer(a.model, a.device, a.dtype, a.attn, a.chat_template)
+    rank_device = start_ranks()  # joined before scoring, whatever --device: the ranks share out the shards
+    device = str(rank_device) if a.device == "auto" else a.device  # auto: a rank's own GPU under a launcher
+    model, tokenizer = load_model_and_tokenizer(a.model, device, a.dtype, a.attn, a.chat_template)
     spec = ScoreSpec(max_length=a.max_length, max_batch_size=a.batch_size, max_batch_tokens=a.max_batch_tokens,
                      chunk_tokens=a.chunk_tokens, shard_size=a.shard_size, kind=a.kind,
                      padding_free=a.padding_free)
     meta = score_dataset(model, tokenizer, convs, a.out, spec=spec, model_name=a.name or a.model,
                          dataset_fingerprint=dataset_fingerprint(convs), progress=not a.quiet,
                          weights=weights_fingerprint(a.model))
+    if meta is None:  # another rank than the first: its shards are in the output the first wrote
+        return
     tok = meta["tokenization"]
     log.info("%s: scored %d samples (%d tokens) in %.1fs; truncated %d, nothing to score %d",
              a.out, meta["n_samples"], meta["n_tokens"], meta["seconds"], tok["n_truncated"], tok["n_no_labels"])
@@ -147,6 +154,7 @@ def _keep(convs: list[dict], keep_path: str | None) -> list[dict]:
 def cmd_train(a) -> None:
     import dataclasses
 
+    from .launch import barrier, is_main, rank_and_world, start_ranks
     from .scoring import load_model_and_tokenizer
     from .templates import template_record
     from .training import TrainSpec, build_examples, train
@@ -155,39 +163,42 @@ def cmd_train(a) -> None:
     convs = _conversations(a.data)
     scores = _scores_for(a.scores, convs, a.data)
     convs = _keep(convs, a.keep_ids)
-    model, tokenizer = load_model_and_tokenizer(a.model, "cpu" if not _cuda() else "cuda", "float32",
-                                                spec.attn_implementation, a.chat_template)
+    device = start_ranks()  # this rank's GPU (or the CPU), so that 8 ranks do not all load onto the first GPU
+    model, tokenizer = load_model_and_tokenizer(a.model, str(device), "float32", spec.attn_implementation,
+                                                a.chat_template)
     examples, report = build_examples(convs, tokenizer, spec.max_length, scores)
     out = Path(a.out)
     # The template's hash, not only its name: a resume under an edited template file starts over.
     record = {"model": a.model, "data": a.data, "scores": a.scores, "keep_ids": a.keep_ids,
               "resolved_spec": dataclasses.asdict(spec), "chat_template": template_record(tokenizer, a.chat_template)}
-    if a.safe_resume:  # the same paths may hold new content (a rebuilt model, rescored data): compare contents
-        from .runs import TRAIN_MARKER, fingerprint, prepare_resume
+    ranks = rank_and_world()[1]
+    if ranks > 1:  # another rank count is another global batch: another run (absent alone, as in runs before it)
+        record["processes"] = ranks
+    if is_main():  # the others wait at the barrier, then resume from what it left
+        if a.safe_resume:  # the same paths may hold new content (a rebuilt model, rescored data): compare contents
+            from .runs import TRAIN_MARKER, fingerprint, prepare_resume
 
-        record["inputs"] = {k: fingerprint(getattr(a, k)) for k in ("model", "data", "scores", "keep_ids")}
-        prepare_resume(out, record, TRAIN_MARKER)
-    write_json(out / "data_report.json", report)
-    write_json(out / "resolved_config.json", record)
+            record["inputs"] = {k: fingerprint(getattr(a, k)) for k in ("model", "data", "scores", "keep_ids")}
+            prepare_resume(out, record, TRAIN_MARKER)
+        write_json(out / "data_report.json", report)
+        write_json(out / "resolved_config.json", record)
+    barrier()
     summary = train(model, tokenizer, examples, out, spec, record)
-    log.info("%s: %d steps, %d epochs, train loss %.4f", out, summary["global_step"], summary["epochs_done"],
-             summary["train_loss"])
-
-
-def _cuda() -> bool:
-    import torch
-
-    return torch.cuda.is_available()
+    if is_main():
+        log.info("%s: %d steps, %d epochs, train loss %.4f", out, summary["global_step"], summary["epochs_done"],
+                 summary["train_loss"])
 
 
 def cmd_dpo(a) -> None:
     import dataclasses
 
     from .dpo import DPOConfigSpec, read_pairs, run_dpo
+    from .launch import barrier, is_main, start_ranks
 
     spec = DPOConfigSpec.from_dict(_load_options(a.config, a.set))
     start = _checkpoint(a.model, a.epoch)
-    if a.safe_resume:  # as for train
+    start_ranks()
+    if a.safe_resume and is_main():  # as for train (the others wait at the barrier)
         from .runs import TRAINER_STATE, fingerprint, prepare_resume
 
         record = {"start": start, "start_fingerprint": fingerprint(start), "pairs": fingerprint(a.pairs),
@@ -196,8 +207,10 @@ def cmd_dpo(a) -> None:
             record["chat_template"] = fingerprint(a.chat_template)
         prepare_resume(a.out, record, TRAINER_STATE, "dpo_inputs.json")
         write_json(Path(a.out) / "dpo_inputs.json", record)
+    barrier()
     metrics = run_dpo(start, read_pairs(a.pairs), a.out, spec, a.chat_template)
-    log.info("%s: DPO %d steps on %d pairs", a.out, metrics["global_step"], metrics["n_pairs_trained"])
+    if is_main():
+        log.info("%s: DPO %d steps on %d pairs", a.out, metrics["global_step"], metrics["n_pairs_trained"])
 
 
 def cmd_micro(a) -> None:
@@ -542,6 +555,12 @@ def _add_evaluate(sub) -> None:
     s.set_defaults(func=cmd_evaluate_checkpoint)
 
 
+def _add_processes(s, what: str) -> None:
+    s.add_argument("--processes", type=int, default=None, metavar="N",
+                   help=f"run on N ranks, one per GPU (or CPU processes without one): {what}. Started alone, poft "
+                        "starts them under accelerate; started by a launcher, each rank checks it started N")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="poft", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="verb", required=True)
@@ -580,6 +599,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--padding-free", default="auto", type=str.lower, choices=["auto", "true", "false"],
                    help="pack each batch's samples into rows without padding (auto: where the model keeps packed "
                         "samples apart)")
+    _add_processes(s, "each scores every N-th shard; the first merges them")
     s.add_argument("--quiet", action="store_true")
     _add_chat_template(s)
     s.add_argument("--out", required=True)
@@ -620,6 +640,7 @@ def build_parser() -> argparse.ArgumentParser:
         s.add_argument("--config", default=None, help="YAML mapping of options")
         s.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override one option")
         _add_chat_template(s, "the model (saved in every checkpoint)" if verb == "train" else "the start checkpoint")
+        _add_processes(s, "data parallel: per_device_train_batch_size each, one optimizer step")
         s.add_argument("--out", required=True)
         s.set_defaults(func=func)
 
@@ -738,6 +759,9 @@ def cmd_batch(a) -> None:
         argv = shlex.split(line)
         if argv[:1] == ["batch"]:
             raise ValueError(f"command {i}: batch inside batch")
+        if needs_relaunch(getattr(build_parser().parse_args(argv), "processes", None)):
+            raise ValueError(f"command {i}: --processes starts processes of its own; batch runs its commands in "
+                             "this one")
         log.info("batch: command %d of %d: poft %s", i, len(a.commands), line)
         status = main(argv)
         if status:
@@ -746,8 +770,13 @@ def cmd_batch(a) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    argv = sys.argv[1:] if argv is None else argv
     args = build_parser().parse_args(argv)
     try:
+        processes = getattr(args, "processes", None)
+        if needs_relaunch(processes):
+            relaunch(argv, processes)  # does not return
+        check_ranks(processes)
         args.func(args)
     except (ValueError, KeyError, FileNotFoundError, ResourceError) as e:
         # Bad input, a full disk, an unwritable output dir are the user's to fix: a clear message (every problem

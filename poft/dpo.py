@@ -29,6 +29,7 @@ from typing import Any
 from poft.config import from_mapping
 from poft.data.errors import DataErrors, Problem
 from poft.io import read_json, write_json
+from poft.launch import barrier, is_main, rank_and_world
 
 FIELDS = ("prompt", "chosen", "rejected")
 _REWARD_KEYS = ("rewards/chosen", "rewards/rejected", "rewards/accuracies", "rewards/margins")
@@ -125,6 +126,22 @@ def _weights_checksums_callback():
     return WeightsChecksums()
 
 
+def _pairs_dataset(rows: list[dict], out: Path):
+    """The pairs as a datasets.Dataset. Several ranks: saved under `out` by the first and loaded by all, because TRL
+    caches the reference log-probs next to the dataset's files, where every rank reads them back; an in-memory
+    dataset's files are in each process's own temporary directory."""
+    from datasets import Dataset, load_from_disk
+
+    dataset = Dataset.from_list(rows)
+    if rank_and_world()[1] == 1:
+        return dataset
+    home = out / "pairs_dataset"
+    if is_main():
+        dataset.save_to_disk(str(home))
+    barrier()
+    return load_from_disk(str(home))
+
+
 def run_dpo(model_dir: str, pairs: list[dict], out_dir: str, cfg: DPOConfigSpec,
             chat_template: str | None = None) -> dict:
     """Train `model_dir` with DPO on `pairs` into `out_dir`; returns the metrics also written to dpo_metrics.json.
@@ -133,7 +150,7 @@ def run_dpo(model_dir: str, pairs: list[dict], out_dir: str, cfg: DPOConfigSpec,
     train` checkpoint carries the template it was trained with)."""
     validate_pairs(pairs)
     # Imported here so that reading/validating pairs does not pay for importing torch/transformers/trl.
-    from datasets import Dataset
+    import torch
     from transformers import AutoTokenizer
     from transformers.trainer_utils import get_last_checkpoint
     from trl import DPOConfig, DPOTrainer
@@ -160,7 +177,8 @@ def run_dpo(model_dir: str, pairs: list[dict], out_dir: str, cfg: DPOConfigSpec,
         if previous != run_config:
             # Resuming optimizer/scheduler state under another spec or start model would silently mix two runs.
             raise ValueError(f"{out} holds checkpoints of a different DPO run: {previous} != {run_config}")
-    write_json(out / "dpo_config.json", run_config)
+    if is_main():  # several ranks (poft.launch): one writes
+        write_json(out / "dpo_config.json", run_config)
 
     # Only role/content go to Arrow: extra per-message keys would become null-filled struct fields.
     rows = [{k: [{"role": m["role"], "content": m["content"]} for m in p[k]] for k in FIELDS} for p in pairs]
@@ -186,13 +204,14 @@ def run_dpo(model_dir: str, pairs: list[dict], out_dir: str, cfg: DPOConfigSpec,
         save_strategy="epoch" if cfg.save_each_epoch else "no",
         report_to="none",
         push_to_hub=False,
+        use_cpu=not torch.cuda.is_available(),  # ranks without CUDA join through gloo (poft.training, the same)
     )
     # The model is passed as a path: TRL loads it in float32 as the policy, and with precompute_ref_log_probs the
     # same (still untrained) weights produce the reference log-probs inside __init__, before any optimizer step.
     # On resume this is still the start checkpoint, so the reference stays the start model; the trained weights
     # are then loaded from the checkpoint by train(resume_from_checkpoint=...).
     trainer = _OfflineDPOTrainer(
-        model=str(model_dir), args=args, train_dataset=Dataset.from_list(rows), processing_class=tokenizer
+        model=str(model_dir), args=args, train_dataset=_pairs_dataset(rows, out), processing_class=tokenizer
     )
     trainer.add_callback(_weights_checksums_callback())
     if last_ckpt and (why := checkpoint_problem(last_ckpt)):  # never resume from weights that are not the saved ones
@@ -217,5 +236,6 @@ def run_dpo(model_dir: str, pairs: list[dict], out_dir: str, cfg: DPOConfigSpec,
         "final": {k: last[k] for k in _REWARD_KEYS if k in last},
         "runtime_s": runtime,
     }
-    write_json(out / "dpo_metrics.json", metrics)
+    if is_main():
+        write_json(out / "dpo_metrics.json", metrics)
     return metrics

@@ -22,6 +22,7 @@ import copy
 import dataclasses
 from dataclasses import dataclass, field
 
+from .launch import get_launcher
 from .templates import resolve_chat_template
 
 METHODS = ("sft", "poft", "dft")  # the report's method names (poft.report.collect.METHODS minus "aligned")
@@ -154,10 +155,12 @@ def _with_training(evaluations: list[Evaluation], per: str, config: dict) -> lis
     the evaluations of its start's group; DPO runs are trained by their DPO jobs."""
     if per != "group":
         raise ConfigError(f"evaluation.with_training: needs evaluation.per: group, not {per!r}")
-    launcher = (config.get("training") or {}).get("launcher", "poft")
-    if launcher != "poft":
-        raise ConfigError(f"evaluation.with_training: training.launcher {launcher!r} starts processes of its own; "
-                          "with_training runs `poft train` inside the evaluation's process (launcher: poft)")
+    training = config.get("training") or {}
+    launcher, processes = training.get("launcher", "poft"), training.get("processes", 1)
+    if (launcher, processes) != ("poft", 1):
+        raise ConfigError(f"evaluation.with_training: training.launcher {launcher!r} with {processes} process(es) "
+                          "starts processes of its own; with_training runs `poft train` inside the evaluation's "
+                          "process (launcher: poft, processes: 1)")
     starts = {r.start for e in evaluations for r in e.runs if r.is_dpo}
     return [dataclasses.replace(e, trains=tuple(r for r in e.runs if not r.is_dpo and r.path not in starts))
             for e in evaluations]
@@ -181,6 +184,33 @@ class Grid:
                 "checkpoints": sum(e.n_checkpoints for e in self.evaluations),
                 "merged_scores": len(self.merged_scores), "ifd_scores": len(self.ifd_scores),
                 "shuffled_scores": len(self.shuffled_scores), "filters": len(self.filters)}
+
+
+def resource(config: dict, family: str, key: str):
+    """A resource of a rule family (config `resources.<family>`), else the default's."""
+    resources = config.get("resources") or {}
+    value = (resources.get(family) or {}).get(key)
+    return (resources.get("default") or {}).get(key) if value is None else value
+
+
+# Config sections that run a verb through a launcher (poft.launch), and the rule family whose resources they get.
+LAUNCHED = {"training": "train", "dpo": "dpo"}
+
+
+def _check_launchers(config: dict) -> None:
+    """Each launched section's launcher is known, and its ranks match its GPUs: one rank per GPU (no GPU: the
+    ranks share the CPUs)."""
+    for section, family in LAUNCHED.items():
+        spec = config.get(section) or {}
+        launcher, processes = spec.get("launcher", "poft"), spec.get("processes", 1)
+        try:
+            get_launcher(launcher)
+        except ValueError as e:
+            raise ConfigError(f"{section}.launcher: {e}") from None
+        gpus = resource(config, family, "gpu") or 0
+        if gpus and gpus != processes:
+            raise ConfigError(f"{section}.processes: {processes}, but resources.{family}.gpu is {gpus}; one rank "
+                              "per GPU")
 
 
 def _names(value, what: str) -> list:
@@ -273,6 +303,7 @@ def expand(config: dict) -> Grid:
     """The grid of a validated config (defaults filled); raises ConfigError naming the key for bad references."""
     models, aligned = config.get("models") or {}, config.get("aligned") or {}
     _model_kind(config)
+    _check_launchers(config)
     _check_chat_templates(config)
     data = _data_table(config)
     datasets = list(config.get("datasets") or {})

@@ -30,6 +30,7 @@ from .chat import IGNORE_INDEX, TokenizationReport, TokenizedChat, template_hash
 from .data import dataset_fingerprint as conversations_fingerprint
 from .data.errors import DataErrors, Problem
 from .io import CorruptFileError, file_sha256, read_checked_json, read_json, with_checksum, write_json
+from .launch import barrier, rank_and_world
 
 log = logging.getLogger(__name__)
 
@@ -261,12 +262,9 @@ class ScoreSpec:
     padding_free: str = "auto"  # poft.batches.batch_layout: auto | true | false (scores agree to float rounding)
 
 
-def _score_shard(model, tokenizer, conversations, spec: ScoreSpec, report: TokenizationReport, progress: bool,
-                 layout: str = "padded"):
+def _score_shard(model, tokenizer, conversations, spec: ScoreSpec, progress: bool, layout: str = "padded"):
     pad = pad_token_id(tokenizer)
     chats = [tokenize_chat(tokenizer, c["messages"], spec.max_length) for c in conversations]
-    for c, t in zip(conversations, chats):
-        report.add(c["id"], t)
     kw = dict(max_batch_size=spec.max_batch_size, max_batch_tokens=spec.max_batch_tokens,
               chunk_tokens=spec.chunk_tokens, progress=progress, layout=layout)
     cond = mean_logprobs(model, chats, pad, **kw)
@@ -302,16 +300,27 @@ def _saved_shard(path: Path, key: dict) -> list[dict] | None:
     return saved["rows"]
 
 
+def _rank_shard(path: Path, key: dict, rank: int) -> list[dict]:
+    """The rows another rank scored into `path` (it passed the barrier: they must be there)."""
+    rows = _saved_shard(path, key)
+    if rows is None:
+        raise RuntimeError(f"{path}: rank {rank} finished without writing this shard")
+    return rows
+
+
 def score_dataset(
     model, tokenizer, conversations: list[dict], out_path: str | Path, *, spec: ScoreSpec, model_name: str,
     dataset_fingerprint: str, progress: bool = True, weights: str | None = None,
-) -> dict:
+) -> dict | None:
     """Score every conversation; write {"meta", "rows"} to out_path atomically. Returns the meta.
 
     weights: the model's `weights_fingerprint` (default: `state_fingerprint` of the loaded model).
     Work is cut into shards of spec.shard_size samples saved under <out_path>.shards/; a re-run after a crash
     reuses a shard only if its key still matches: kind, model weights, template, max_length, dtype and the
     content of its conversations — never just their names or ids — and its content its checksum.
+
+    Several ranks (poft.launch): rank r scores shards r, r + ranks, ...; the first then joins every shard, in
+    order, into the file one process writes (the same rows), and returns the meta; the others return None.
     """
     out_path = Path(out_path)
     meta = {
@@ -326,27 +335,31 @@ def score_dataset(
         "poft_version": __version__,
     }
     shard_dir = out_path.with_name(out_path.name + ".shards")
-    rows: list[dict] = []
-    report = TokenizationReport()
     started = time.time()
     n_shards = max(1, math.ceil(len(conversations) / spec.shard_size))
     layout = batch_layout(spec.padding_free, model)
+    rank, ranks = rank_and_world()
+    shards, mine = [], {}  # every shard's (file, key); this rank's rows by shard number
     for k in range(n_shards):
         part = conversations[k * spec.shard_size : (k + 1) * spec.shard_size]
         # The shard's content, not its ids: regenerated data with the same ids (the noise recipe keeps them) is
         # not the data that was scored.
         key = {**{m: meta[m] for m in ("kind", "weights", "template_hash", "max_length", "dtype")},
                "conversations": conversations_fingerprint(part)}
-        shard_file = shard_dir / f"shard-{k:05d}-of-{n_shards:05d}.json"
-        saved = _saved_shard(shard_file, key)
-        if saved is not None:
-            rows.extend(saved)
-            for r in saved:  # counts for the report come back with the shard
-                report.add(r["id"], TokenizedChat([], [], r["truncated"], r["n_tokens"]))
+        shards.append((shard_dir / f"shard-{k:05d}-of-{n_shards:05d}.json", key))
+        if k % ranks != rank:
             continue
-        shard_rows = _score_shard(model, tokenizer, part, spec, report, progress, layout)
-        write_json(shard_file, with_checksum({"key": key, "rows": shard_rows}))
-        rows.extend(shard_rows)
+        mine[k] = _saved_shard(*shards[k])
+        if mine[k] is None:
+            mine[k] = _score_shard(model, tokenizer, part, spec, progress, layout)
+            write_json(shards[k][0], with_checksum({"key": key, "rows": mine[k]}))
+    barrier()  # every rank's shards are on disk
+    if rank != 0:
+        return None
+    rows = [r for k, shard in enumerate(shards) for r in (mine[k] if k in mine else _rank_shard(*shard, k % ranks))]
+    report = TokenizationReport()
+    for r in rows:  # a row carries what the report counts: a shard read back counts as one just scored
+        report.add(r["id"], TokenizedChat([], [], r["truncated"], r["n_tokens"]))
     meta["tokenization"] = report.to_dict()
     meta["seconds"] = round(time.time() - started, 3)
     meta["batch_layout"] = layout

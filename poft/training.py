@@ -5,7 +5,12 @@
 
 Pairing: SFT and PoFT runs with the same seed get the same examples (both drop exactly the samples that lack
 an aligned score), the same sampler, the same batches in the same order — `batch_ids.json` in each
-checkpoint records them so that the claim can be checked, not just trusted.
+checkpoint records them so that the claim can be checked, not just trusted: per optimizer step, its sample ids
+in the order one process with the whole step's batch would see them. So 2 ranks x 4, 1 x 4 x 2 accumulated and
+1 x 8 record the same file (when the data fills every rank's last batch; else accelerate completes the last one
+with samples from the epoch's start, which are recorded as trained, since they are).
+
+Several processes (poft.launch): every rank trains; only the first writes files.
 
 Checkpoints: one HF checkpoint (model, tokenizer, resolved config) at the end of every epoch; optimizer
 states are kept only in the newest one (the one a resume needs). A re-run resumes from the newest.
@@ -19,6 +24,7 @@ import shutil
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
+from itertools import zip_longest
 from pathlib import Path
 
 import torch
@@ -29,6 +35,7 @@ from .batches import batch_layout, collate, full_sequence_labels, model_inputs
 from .config import from_mapping
 from .chat import IGNORE_INDEX, TokenizationReport, tokenize_chat
 from .io import read_json, write_json
+from .launch import gather_objects, is_main
 from .losses import MEAN_OVER, ObjectiveInputs, get_objective
 from .runs import TRAIN_MARKER, WEIGHTS_SHA256, CorruptCheckpointError, checkpoint_problem, epoch_checkpoints, \
     weights_checksums
@@ -223,10 +230,16 @@ class PoFTTrainer(StepShare, Trainer):
         self.spec = spec
         self.objective = get_objective(spec.loss)
         self._metrics: dict[str, list[float]] = defaultdict(list)
-        self.seen_ids: list[list[str]] = []
+        self.seen_steps: list[list[list[str]]] = []  # this rank's: per optimizer step, per micro-batch, the ids
+
+    def get_batch_samples(self, epoch_iterator, num_batches, device):
+        batches, num_items = super().get_batch_samples(epoch_iterator, num_batches, device)
+        if batches:
+            self.seen_steps.append([b["sample_ids"] for b in batches])
+        return batches, num_items
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        self.seen_ids.append(inputs.pop("sample_ids"))
+        inputs.pop("sample_ids")  # recorded per step by get_batch_samples
         head = self.accelerator.unwrap_model(model)
         values = objective_inputs(model, head, inputs, self.spec)
         loss, metrics = self.objective(values, self.spec.beta, self.spec.gamma)
@@ -253,21 +266,31 @@ class EpochCheckpoints(TrainerCallback):
         self.trainer, self.record = trainer, record
 
     def on_save(self, args, state, control, **kwargs):
+        # A collective (every rank calls on_save): each hands in its steps. Having returned, every rank has also
+        # saved its own share of the checkpoint (its RNG state), so the marker below is still written last.
+        steps = step_batches(gather_objects(self.trainer.seen_steps))
+        self.trainer.seen_steps = []
         if not state.is_world_process_zero:
             return
         ckpt = Path(args.output_dir) / f"checkpoint-{state.global_step}"
-        write_json(ckpt / "batch_ids.json", self.trainer.seen_ids)
+        write_json(ckpt / "batch_ids.json", steps)
         # The marker is written last (a checkpoint without it was cut off) and records the weights' checksums, so
         # that a resume can prove them intact.
         write_json(ckpt / TRAIN_MARKER, {**self.record, "epoch": round(state.epoch or 0),
                                          WEIGHTS_SHA256: weights_checksums(ckpt)})
-        self.trainer.seen_ids = []
         for old in sorted(Path(args.output_dir).glob("checkpoint-*"), key=_step):
             if old != ckpt:
                 for name in ("optimizer.pt", "scheduler.pt"):
                     (old / name).unlink(missing_ok=True)
                 for ds in old.glob("global_step*"):  # DeepSpeed's partitioned optimizer states
                     shutil.rmtree(ds, ignore_errors=True)
+
+
+def step_batches(per_rank: list[list[list[list[str]]]]) -> list[list[str]]:
+    """Every rank's steps (per rank, per optimizer step, per micro-batch: sample ids) -> per step, its sample ids in
+    the order of one process with the whole step's batch. accelerate deals the sampler's batches to the ranks in
+    turn (batch k to rank k % ranks), so that order is micro-batch by micro-batch, rank by rank within each."""
+    return [[i for micro in zip_longest(*step, fillvalue=[]) for ids in micro for i in ids] for step in zip(*per_rank)]
 
 
 def _step(path: Path) -> int:
@@ -299,6 +322,9 @@ def training_arguments(spec: TrainSpec, out_dir: str | Path) -> TrainingArgument
         dataloader_num_workers=spec.dataloader_num_workers,
         train_sampling_strategy="group_by_length" if spec.group_by_length else "random",
         dataloader_pin_memory=torch.cuda.is_available(),
+        # Without CUDA, ranks (poft.launch) must join through gloo: accelerate's CPU mode sets that up. Alone, the
+        # same as before.
+        use_cpu=not torch.cuda.is_available(),
         disable_tqdm=True,
     )
 
@@ -352,7 +378,7 @@ def train(
         "log_history": trainer.state.log_history,
         "epoch_checkpoints": {e: str(p) for e, p in epoch_checkpoints(out_dir).items()},
     }
-    if summary["epochs_done"] >= spec.num_train_epochs:
+    if summary["epochs_done"] >= spec.num_train_epochs and is_main():
         write_json(out_dir / "train_summary.json", summary)
     return summary
 

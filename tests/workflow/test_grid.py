@@ -81,17 +81,51 @@ def test_with_training_a_group_job_trains_its_runs_except_those_dpo_starts_from(
 
 @pytest.mark.parametrize("edit, message", [
     ({"per": "run"}, "evaluation.with_training: needs evaluation.per: group, not 'run'"),
-    ({"launcher": "accelerate launch --num_processes 2 -m poft.cli"},
-     "evaluation.with_training: training.launcher 'accelerate launch --num_processes 2 -m poft.cli' starts processes "
-     "of its own; with_training runs `poft train` inside the evaluation's process (launcher: poft)"),
+    ({"launcher": "accelerate"},
+     "evaluation.with_training: training.launcher 'accelerate' with 1 process(es) starts processes of its own; "
+     "with_training runs `poft train` inside the evaluation's process (launcher: poft, processes: 1)"),
+    ({"processes": 2},
+     "evaluation.with_training: training.launcher 'poft' with 2 process(es) starts processes of its own; "
+     "with_training runs `poft train` inside the evaluation's process (launcher: poft, processes: 1)"),
 ])
 def test_with_training_needs_group_jobs_and_the_plain_launcher(edit, message):
     config = load("micro")
     config["evaluation"]["per"] = edit.get("per", "group")
-    config.setdefault("training", {})["launcher"] = edit.get("launcher", "poft")
+    config.setdefault("training", {}).update(launcher=edit.get("launcher", "poft"), processes=edit.get("processes", 1))
     with pytest.raises(ConfigError) as e:
         expand(config)
     assert str(e.value) == message
+
+
+@pytest.mark.parametrize("edit, message", [
+    ({"training": {"launcher": "torchrun"}}, "training.launcher: unknown launcher 'torchrun'; valid: accelerate, poft"),
+    ({"dpo": {"processes": 4}, "resources": {"dpo": {"gpu": 8}}},
+     "dpo.processes: 4, but resources.dpo.gpu is 8; one rank per GPU"),
+    ({"training": {"processes": 2}, "resources": {"default": {"gpu": 1}}},  # a family's GPUs default to the default's
+     "training.processes: 2, but resources.train.gpu is 1; one rank per GPU"),
+])
+def test_launchers_are_known_and_run_one_rank_per_gpu(edit, message):
+    config = copy.deepcopy(load("micro"))
+    for section, values in edit.items():
+        config.setdefault(section, {}).update(values)
+    with pytest.raises(ConfigError) as e:
+        expand(config)
+    assert str(e.value) == message
+
+
+def test_a_launcher_is_a_name_not_a_command_line():
+    """The schema's message for a config of the time when a launcher was a command line."""
+    from poft.grid import check_config
+
+    config = yaml.safe_load((ROOT / "workflows" / "configs" / "paper.yaml").read_text())
+    config["training"]["launcher"] = "accelerate launch --num_processes 8 -m poft.cli"
+    with pytest.raises(ConfigError) as e:
+        check_config(config, yaml.safe_load(SCHEMA.read_text()))
+    assert str(e.value) == ("training.launcher: 'accelerate launch --num_processes 8 -m poft.cli' is not one of "
+                            "['poft', 'accelerate']")
+    config = load("paper")
+    assert (config["training"]["launcher"], config["training"]["processes"]) == ("accelerate", 8)
+    assert config["resources"]["train"]["gpu"] == 8 and expand(config).runs
 
 
 def test_paper_grid_job_counts():

@@ -1,6 +1,7 @@
 """The SLURM profile (workflows/profiles/slurm) through snakemake-executor-plugin-slurm, against a stand-in for
 SLURM's tools (fake_slurm.py): every non-local job is submitted with sbatch, carries the account, partition,
-memory, wall time, CPUs and GPUs its rule family asks for, runs, and is seen to finish by the status polls.
+memory, wall time, CPUs and GPUs its rule family asks for, runs, and is seen to finish by the status polls. The
+training job asks for 2 GPUs and trains on 2 ranks (here CPU processes: the stand-in has no GPU).
 
     python -m pytest -q tests/workflow/test_slurm_profile.py
 """
@@ -26,7 +27,9 @@ RUN = "runs/micro-llama3/openhermes/full/poft-seed0/train_summary.json"  # PoFT 
 def test_slurm_profile_submits_every_job_with_its_family_resources(tmp_path):
     work, state = tmp_path / "work", tmp_path / "slurm"
     gpu_training = tmp_path / "gpu-training.yaml"  # the paper config's kind of request, on the smoke grid
-    gpu_training.write_text("resources: {train: {gpu: 1, slurm_partition: gpu-part, mem_mb: 6000, runtime: 90}}\n")
+    gpu_training.write_text("training: {processes: 2}\nevaluation: {with_training: false}\n"
+                            "resources: {train: {gpu: 2, threads: 2, slurm_partition: gpu-part, mem_mb: 6000, "
+                            "runtime: 90}}\n")
     path = f"{fake_slurm.install(tmp_path / 'bin')}{os.pathsep}{env()['PATH']}"
     r = subprocess.run(
         [sys.executable, "-m", "snakemake", "--profile", "workflows/profiles/slurm", "--configfile", str(SMOKE),
@@ -48,7 +51,10 @@ def test_slurm_profile_submits_every_job_with_its_family_resources(tmp_path):
     train = next(j for j in jobs if j["options"]["--comment"].startswith("rule_train_model"))
     opts = train["options"]
     assert opts["-p"] == "gpu-part" and opts["--mem"] == "6000" and opts["-t"] == "90"
-    assert opts.get("--gpus") == "1" or opts.get("--gres") == "gpu:1", opts
+    assert opts.get("--gpus") == "2" or opts.get("--gres") == "gpu:2", opts
+    assert opts["--cpus-per-task"] == "2" and "--ntasks-per-gpu" not in opts  # one task: poft starts the ranks
+    run = work / RUN.removesuffix("/train_summary.json")
+    assert json.loads((run / "resolved_config.json").read_text())["processes"] == 2
     others = [j["options"] for j in jobs if j is not train]
     assert {o["-p"] for o in others} == {"your-partition"} and {o["--mem"] for o in others} == {"2000"}
     assert not any("--gpus" in o or "--gres" in o for o in others)

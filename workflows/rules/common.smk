@@ -11,7 +11,8 @@ import yaml
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
-from poft.grid import MICRO_MODELS, ConfigError, check_config, expand as expand_grid  # not Snakemake's expand
+from poft.grid import MICRO_MODELS, ConfigError, check_config, expand as expand_grid, resource  # not Snakemake's expand
+from poft.launch import launch_command, threads_per_process
 from poft.templates import template_file
 
 
@@ -213,8 +214,17 @@ def scoring_flags():
 
 def res(family, key):
     """A resource of a rule family (config `resources.<family>`), else the default's."""
-    value = config["resources"][family].get(key)
-    return config["resources"]["default"].get(key) if value is None else value
+    return resource(config, family, key)
+
+
+def rank_threads(section):
+    """Each rank's OMP_NUM_THREADS in a job of a launched section (training | dpo): the job's threads, shared."""
+    return lambda wildcards, threads: threads_per_process(threads, config[section]["processes"])
+
+
+def launched(section, verb_args):
+    """`verb_args` run through the section's launcher on its processes (poft.launch)."""
+    return launch_command(config[section]["launcher"], config[section]["processes"], verb_args)
 
 
 def resources_of(family):
@@ -282,7 +292,7 @@ def train_args(run):
 
 
 def train_command(wc):
-    return f"{config['training']['launcher']} {train_args(RUNS[wc.run])}"
+    return launched("training", train_args(RUNS[wc.run]))
 
 
 def dpo_inputs(wc):
@@ -290,9 +300,12 @@ def dpo_inputs(wc):
     return {"start": f"{W}/runs/{run.start}/train_summary.json", "pairs": f"{W}/data/pairs/{run.pairs}.jsonl"}
 
 
-def dpo_options(wc):
+def dpo_command(wc):
     run = RUNS[wc.run]
-    return set_flags({**config["dpo"]["options"], "num_train_epochs": run.epochs, "seed": run.seed})
+    options = set_flags({**config["dpo"]["options"], "num_train_epochs": run.epochs, "seed": run.seed})
+    args = (f"dpo --model {W}/runs/{run.start} --epoch last --pairs {W}/data/pairs/{run.pairs}.jsonl {options} "
+            f"--safe-resume --out {W}/runs/{run.path}")
+    return launched("dpo", args)
 
 
 # ------------------------------------------------------------------------------------------------------------

@@ -8,10 +8,8 @@ rule dpo_model:
     output:
         f"{W}/runs/{{run}}/dpo_metrics.json",
     params:
-        start=lambda wc: f"{W}/runs/{RUNS[wc.run].start}",
-        out=lambda wc, output: Path(output[0]).parent,
-        options=dpo_options,
-        launcher=config["dpo"]["launcher"],
+        command=dpo_command,
+        rank_threads=rank_threads("dpo"),
     log:
         f"{W}/logs/dpo/{{run}}.log",
     benchmark:
@@ -23,5 +21,4 @@ rule dpo_model:
     conda:
         "../envs/poft.yaml"
     shell:
-        "OMP_NUM_THREADS={threads} {params.launcher} dpo --model {params.start} --epoch last --pairs {input.pairs} "
-        "{params.options} --safe-resume --out {params.out} >> {log} 2>&1"
+        "OMP_NUM_THREADS={params.rank_threads} {params.command} >> {log} 2>&1"

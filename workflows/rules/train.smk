@@ -10,6 +10,7 @@ rule train_model:
         f"{W}/runs/{{run}}/train_summary.json",
     params:
         command=train_command,
+        rank_threads=rank_threads("training"),
     log:
         f"{W}/logs/train/{{run}}.log",
     benchmark:
@@ -21,4 +22,4 @@ rule train_model:
     conda:
         "../envs/poft.yaml"
     shell:
-        "OMP_NUM_THREADS={threads} {params.command} >> {log} 2>&1"
+        "OMP_NUM_THREADS={params.rank_threads} {params.command} >> {log} 2>&1"
