@@ -57,6 +57,21 @@ def test_a_quantized_gguf_is_dequantized(tmp_path):
     _same_model(model, loaded_tokenizer, original, tokenizer, atol=0.02)  # 8-bit weights: close, not equal
 
 
+def test_a_model_that_keeps_transformers_gguf_quantizer_is_saved_as_a_plain_one(tiny_gguf, tmp_path):
+    """Without GgufConfig(dequantize=True) (older transformers) the loaded model keeps a quantizer that refuses
+    save_pretrained; plain_model copies it into one that saves."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    path, original, original_tokenizer = tiny_gguf
+    loaded = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=torch.float32)
+    assert loaded.hf_quantizer is not None
+    with pytest.raises(ValueError, match="not serializable"):
+        loaded.save_pretrained(tmp_path / "refused")
+    pgguf.plain_model(loaded).save_pretrained(tmp_path / "plain")
+    reloaded = AutoModelForCausalLM.from_pretrained(tmp_path / "plain")
+    _same_model(reloaded, AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name), original, original_tokenizer)
+
+
 def test_every_stage_loads_a_gguf_source_once_through_the_cache(tiny_gguf, cache, monkeypatch):
     path, original, original_tokenizer = tiny_gguf
     directory = model_path(f"gguf:{path}")
