@@ -186,7 +186,8 @@ def converted_from(directory: Path) -> str | None:
 def _discard(directory: Path) -> None:
     """Move a directory aside (one rename: no reader sees it half deleted) and delete it."""
     aside = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", suffix=".tmp", dir=directory.parent))
-    os.rename(directory, aside / directory.name)
+    with contextlib.suppress(FileNotFoundError):  # another process discarded it first
+        os.rename(directory, aside / directory.name)
     shutil.rmtree(aside, ignore_errors=True)
 
 
@@ -206,8 +207,8 @@ def materialize(source: str, out: str | Path | None = None) -> Path:
         return target
     if target.exists():
         if out is not None and (target.is_file() or any(target.iterdir())):
-            raise GGUFError(f"--out {target}: exists and is not this file's converted model ({path}); remove it or "
-                            "choose another directory")
+            raise GGUFError(f"{target}: exists and is not the converted model of {path}; remove it or write the "
+                            "model elsewhere")
         if out is None:
             _discard(target)
     log.info("%s: dequantizing into %s (once)", path, target)

@@ -140,7 +140,7 @@ def test_out_is_never_overwritten(tiny_gguf, tmp_path, monkeypatch):
     occupied = tmp_path / "occupied"
     occupied.mkdir()
     (occupied / "notes.txt").write_text("mine")
-    with pytest.raises(GGUFError, match="--out .*occupied: exists and is not this file's converted model"):
+    with pytest.raises(GGUFError, match="occupied: exists and is not the converted model of .*tiny.gguf; remove it"):
         materialize(str(path), occupied)
     assert (occupied / "notes.txt").read_text() == "mine"
     done = materialize(str(path), tmp_path / "done")
