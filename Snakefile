@@ -24,6 +24,7 @@ if "micro" in config:
     include: "workflows/rules/micro.smk"
 
 
+include: "workflows/rules/models.smk"
 include: "workflows/rules/data.smk"
 include: "workflows/rules/score.smk"
 include: "workflows/rules/train.smk"
@@ -40,6 +41,7 @@ localrules:
     shuffle_scores,
     prepare_dataset,
     prepare_pairs,
+    fetch_model,
 
 
 rule all:

