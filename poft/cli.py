@@ -44,6 +44,9 @@ from .launch import check_ranks, needs_relaunch, relaunch
 
 log = logging.getLogger("poft")
 
+MODEL_FORMS = ("local model dir, hf:<repo id>, or a GGUF file (path.gguf, gguf:<path>, "
+               "pypi:<name>==<version>/<file>.gguf)")
+
 
 def _load_options(config: str | None, overrides: list[str]) -> dict:
     """A YAML mapping of options, then `key=value` overrides (values parsed as YAML: 1e-5, true, null...)."""
@@ -178,9 +181,13 @@ def cmd_train(a) -> None:
         record["processes"] = ranks
     if is_main():  # the others wait at the barrier, then resume from what it left
         if a.safe_resume:  # the same paths may hold new content (a rebuilt model, rescored data): compare contents
+            from .gguf import is_gguf_source
             from .runs import TRAIN_MARKER, fingerprint, prepare_resume
+            from .scoring import model_path
 
             record["inputs"] = {k: fingerprint(getattr(a, k)) for k in ("model", "data", "scores", "keep_ids")}
+            if is_gguf_source(a.model):  # its converted dir, named by the file's sha256: a new file, a new run
+                record["inputs"]["model"] = fingerprint(model_path(a.model))
             prepare_resume(out, record, TRAIN_MARKER)
         write_json(out / "data_report.json", report)
         write_json(out / "resolved_config.json", record)
@@ -490,7 +497,7 @@ def _add_evaluate(sub) -> None:
     what = ev.add_subparsers(dest="what", required=True)
 
     s = what.add_parser("lm-eval", help="a suite's lm-eval tasks on a checkpoint: one metrics JSON per task")
-    s.add_argument("--model", required=True, help="checkpoint dir or hf:<repo id>")
+    s.add_argument("--model", required=True, help=f"checkpoint dir; {MODEL_FORMS}")
     s.add_argument("--suite", required=True, help="suite name (evals/suites/) or YAML path")
     s.add_argument("--task", nargs="+", default=None, help="only these tasks of the suite (default: all)")
     s.add_argument("--data", default=None, help="data dir that tasks with local files read (micro: WORK/data)")
@@ -504,7 +511,7 @@ def _add_evaluate(sub) -> None:
     s.set_defaults(func=cmd_evaluate_lm_eval)
 
     s = what.add_parser("generate", help="one reply per prompt with the model's chat template (alpaca_eval layout)")
-    s.add_argument("--model", required=True, help="checkpoint dir or hf:<repo id>")
+    s.add_argument("--model", required=True, help=f"checkpoint dir; {MODEL_FORMS}")
     s.add_argument("--suite", default=None, help="take prompts and generation settings from a suite's winrate block")
     s.add_argument("--data", default=None, help="data dir for the suite's {data} paths")
     s.add_argument("--prompts", default=None, help="JSON/JSONL rows with 'instruction' or 'prompt' (and 'id')")
@@ -594,7 +601,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("score", help="mean response log-likelihood per sample under one model (or IFD)")
     s.add_argument("--data", required=True)
-    s.add_argument("--model", required=True, help="local model dir or hf:<repo id>")
+    s.add_argument("--model", required=True, help=MODEL_FORMS)
     s.add_argument("--name", default=None, help="name of this model's column after merging (default: --model)")
     s.add_argument("--kind", default="aligned", choices=["aligned", "ifd"])
     s.add_argument("--max-length", type=int, default=4096)
@@ -632,7 +639,7 @@ def build_parser() -> argparse.ArgumentParser:
     for verb, func, helptext in (("train", cmd_train, "SFT or PoFT training, a checkpoint per epoch, resumable"),
                                  ("dpo", cmd_dpo, "DPO continuation from a checkpoint through TRL")):
         s = sub.add_parser(verb, help=helptext)
-        s.add_argument("--model", required=True, help="local model dir / checkpoint or hf:<repo id>")
+        s.add_argument("--model", required=True, help=f"checkpoint; {MODEL_FORMS}")
         if verb == "train":
             s.add_argument("--data", required=True)
             s.add_argument("--scores", default=None, help="merged aligned scores (needed for loss=poft)")

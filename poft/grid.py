@@ -198,7 +198,7 @@ def resource(config: dict, family: str, key: str):
 
 
 # Config sections that run a verb through a launcher (poft.launch), and the rule family whose resources they get.
-LAUNCHED = {"training": "train", "dpo": "dpo"}
+LAUNCHED = {"training": "train", "dpo": "dpo", "scoring": "score"}
 
 
 def _check_launchers(config: dict) -> None:

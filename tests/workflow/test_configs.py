@@ -118,3 +118,20 @@ def test_chat_templates_reach_every_job_of_their_model(tmp_path):
         *training, evaluation = job["Shell command"].split("'evaluate checkpoint")
         assert "--chat-template" not in evaluation
         assert all(f"--chat-template {template}" in part for part in training[:1] if "'train " in part)
+
+
+def test_scoring_jobs_run_on_the_scoring_sections_ranks(tmp_path):
+    """`scoring: {launcher, processes}` starts each scoring job's ranks (each scores every N-th shard); its two
+    keys are not passed to `poft score` as options."""
+    def edit(c):
+        c["scoring"].update(launcher="accelerate", processes=2)
+
+    r = snakemake("-n", "-p", "--configfile", str(bad_config(tmp_path, edit)))
+    assert r.returncode == 0, r.stderr[-2000:]
+    commands = [line.strip().removeprefix("Shell command: ") for line in r.stdout.splitlines()
+                if " -m poft.cli score " in line]
+    assert len(commands) == 4  # 2 aligned models x 2 datasets; smoke has no IFD filter
+    for command in commands:
+        assert command.startswith("OMP_NUM_THREADS=1 accelerate launch --multi_gpu --num_processes 2 "
+                                  "--main_process_port 0 -m poft.cli score --kind aligned "), command
+        assert " --processes 2 > " in command and "--launcher" not in command, command

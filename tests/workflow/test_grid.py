@@ -103,6 +103,8 @@ def test_with_training_needs_group_jobs_and_the_plain_launcher(edit, message):
      "dpo.processes: 4, but resources.dpo.gpu is 8; one rank per GPU"),
     ({"training": {"processes": 2}, "resources": {"default": {"gpu": 1}}},  # a family's GPUs default to the default's
      "training.processes: 2, but resources.train.gpu is 1; one rank per GPU"),
+    ({"scoring": {"processes": 2}, "resources": {"score": {"gpu": 4}}},
+     "scoring.processes: 2, but resources.score.gpu is 4; one rank per GPU"),
 ])
 def test_launchers_are_known_and_run_one_rank_per_gpu(edit, message):
     config = copy.deepcopy(load("micro"))

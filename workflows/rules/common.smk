@@ -227,7 +227,21 @@ def prepare_flags(wc):
 
 
 def scoring_flags():
-    return " ".join(f"--{k.replace('_', '-')} {v}" for k, v in config["scoring"].items() if v is not None)
+    return " ".join(f"--{k.replace('_', '-')} {v}" for k, v in config["scoring"].items()
+                    if v is not None and k not in ("launcher", "processes"))
+
+
+def score_command(kind, model_wildcard):
+    """The command of a scoring job: `poft score --kind KIND` of its data under the model its wildcard names, on
+    the scoring section's launcher and processes (each rank scores every N-th shard)."""
+
+    def command(wildcards, input, output):
+        name = getattr(wildcards, model_wildcard)
+        args = (f"score --kind {kind} --data {input.data} --model {shlex.quote(model_path(name))} "
+                f"{chat_template_flag(name)} --name {name} {scoring_flags()} --quiet --out {output}")
+        return launched("scoring", args)
+
+    return command
 
 
 def res(family, key):
@@ -236,7 +250,8 @@ def res(family, key):
 
 
 def rank_threads(section):
-    """Each rank's OMP_NUM_THREADS in a job of a launched section (training | dpo): the job's threads, shared."""
+    """Each rank's OMP_NUM_THREADS in a job of a launched section (training | dpo | scoring): the job's threads,
+    shared."""
     return lambda wildcards, threads: threads_per_process(threads, config[section]["processes"])
 
 

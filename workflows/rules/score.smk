@@ -11,9 +11,8 @@ rule score_dataset:
     output:
         f"{W}/scores/{{data}}/aligned/{{aligned}}.json",
     params:
-        model=lambda wc: model_path(wc.aligned),
-        template=lambda wc: chat_template_flag(wc.aligned),
-        options=scoring_flags(),
+        command=score_command("aligned", "aligned"),
+        rank_threads=rank_threads("scoring"),
     log:
         f"{W}/logs/score/{{data}}/{{aligned}}.log",
     benchmark:
@@ -25,8 +24,7 @@ rule score_dataset:
     conda:
         "../envs/poft.yaml"
     shell:
-        "OMP_NUM_THREADS={threads} poft score --data {input.data} --model {params.model:q} {params.template} "
-        "--name {wildcards.aligned} {params.options} --quiet --out {output} > {log} 2>&1"
+        "OMP_NUM_THREADS={params.rank_threads} {params.command} > {log} 2>&1"
 
 
 rule merge_scores:
@@ -57,9 +55,8 @@ rule score_ifd:
     output:
         f"{W}/scores/{{data}}/ifd/{{base}}.json",
     params:
-        model=lambda wc: model_path(wc.base),
-        template=lambda wc: chat_template_flag(wc.base),
-        options=scoring_flags(),
+        command=score_command("ifd", "base"),
+        rank_threads=rank_threads("scoring"),
     log:
         f"{W}/logs/score/{{data}}/ifd.{{base}}.log",
     benchmark:
@@ -71,8 +68,7 @@ rule score_ifd:
     conda:
         "../envs/poft.yaml"
     shell:
-        "OMP_NUM_THREADS={threads} poft score --kind ifd --data {input.data} --model {params.model:q} "
-        "{params.template} --name {wildcards.base} {params.options} --quiet --out {output} > {log} 2>&1"
+        "OMP_NUM_THREADS={params.rank_threads} {params.command} > {log} 2>&1"
 
 
 rule shuffle_scores:
