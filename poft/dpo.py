@@ -20,7 +20,6 @@ last checkpoint in `out_dir`.
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -31,3 +32,14 @@ def job_counts(output: str) -> dict[str, int]:
             break
         counts[parts[0]] = int(parts[1])
     return counts
+
+
+def run_dag(work: Path, config: Path, timeout: int = 600) -> tuple[Path, float, str]:
+    """The whole DAG of `config` on 2 cores in the work dir `work` (results in work/results): (work, seconds, the
+    log); a failed run fails the test with the log's tail."""
+    started = time.time()
+    r = snakemake("--cores", "2", "--configfile", str(config), "--config", f"work_dir={work}",
+                  f"results_dir={work / 'results'}", timeout=timeout)
+    seconds = time.time() - started
+    assert r.returncode == 0, r.stderr[-5000:]
+    return work, seconds, r.stderr

@@ -7,13 +7,11 @@ aligned LLM beside two micro ones and as the target of SFT and PoFT runs, evalua
 from __future__ import annotations
 
 import json
-import time
-from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from .conftest import ROOT, job_counts, snakemake
+from .conftest import ROOT, job_counts, run_dag
 
 pytestmark = pytest.mark.slow  # a whole DAG run with a 135M-parameter model: minutes
 
@@ -23,13 +21,7 @@ FLAWS_A_READER_SEES = ("boilerplate", "truncated")  # a canned refusal, a reply 
 
 @pytest.fixture(scope="module")
 def real_smoke(tmp_path_factory):
-    work = tmp_path_factory.mktemp("real-smoke") / "work"
-    started = time.time()
-    r = snakemake("--cores", "2", "--configfile", str(CONFIG), "--config", f"work_dir={work}",
-                  f"results_dir={work / 'results'}", timeout=900)
-    seconds = time.time() - started
-    assert r.returncode == 0, r.stderr[-5000:]
-    return work, seconds, r.stderr
+    return run_dag(tmp_path_factory.mktemp("real-smoke") / "work", CONFIG, timeout=900)
 
 
 def test_real_smoke_runs_end_to_end(real_smoke):

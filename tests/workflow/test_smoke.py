@@ -22,7 +22,7 @@ import pandas as pd
 import pytest
 from safetensors.torch import load_file
 
-from .conftest import ROOT, env, job_counts, snakemake
+from .conftest import ROOT, env, job_counts, run_dag, snakemake
 
 pytestmark = pytest.mark.slow  # a whole DAG run: minutes
 
@@ -38,12 +38,7 @@ def smoke_args(work: Path) -> list[str]:
 
 @pytest.fixture(scope="module")
 def smoke(tmp_path_factory):
-    work = tmp_path_factory.mktemp("smoke") / "work"
-    started = time.time()
-    r = snakemake("--cores", "2", *smoke_args(work))
-    seconds = time.time() - started
-    assert r.returncode == 0, r.stderr[-5000:]
-    return work, seconds, r.stderr
+    return run_dag(tmp_path_factory.mktemp("smoke") / "work", SMOKE)
 
 
 def test_smoke_runs_end_to_end(smoke):
