@@ -14,10 +14,9 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import make_tokenizer, tiny_llama
 from safetensors.torch import load_file
 from test_scoring import make_conversations
-from test_training import merged_scores
+from test_training import write_run_inputs
 
 from poft.cli import main
 from poft.launch import accelerate_flags, check_ranks, launch_command, launch_prefix, needs_relaunch, \
@@ -101,17 +100,8 @@ LAYOUTS = {"one": ({"per_device_train_batch_size": 8}, 1), "accumulated": ({"gra
 
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory):
-    from poft.data import dataset_fingerprint, read_conversations, save_conversations
-
     root = tmp_path_factory.mktemp("ranks")
-    tok = make_tokenizer("llama3")
-    tiny_llama(len(tok), seed=6).save_pretrained(root / "model")
-    tok.save_pretrained(root / "model")
-    save_conversations(root / "data.jsonl", make_conversations(16, seed=4))
-    convs = read_conversations(root / "data.jsonl")
-    scores = merged_scores(convs)
-    scores["meta"]["dataset_fingerprint"] = dataset_fingerprint(convs)
-    (root / "merged.json").write_text(json.dumps(scores))
+    write_run_inputs(root, "llama3", 6, make_conversations(16, seed=4))
     return root
 
 

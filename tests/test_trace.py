@@ -8,13 +8,12 @@ import math
 
 import pytest
 import torch
-from conftest import make_tokenizer, tiny_llama
 from test_scoring import make_conversations
-from test_training import merged_scores
+from test_training import write_run_inputs
 
 from poft.chat import tokenize_chat
 from poft.cli import main
-from poft.data import dataset_fingerprint, read_conversations, save_conversations
+from poft.data import read_conversations, save_conversations
 from poft.runs import epoch_checkpoints
 from poft.scoring import load_model_and_tokenizer, mean_logprobs, pad_token_id
 from poft.trace import most_down_weighted, trace_rows, weight_shares
@@ -47,17 +46,10 @@ def test_weight_shares_and_most_down_weighted_by_hand():
 def trained_run(tmp_path_factory):
     """A PoFT run of 2 epochs on 12 samples, a third of them labelled 'boilerplate' in their meta."""
     root = tmp_path_factory.mktemp("trace")
-    tok = make_tokenizer("zephyr")
-    tiny_llama(len(tok), seed=3).save_pretrained(root / "model")
-    tok.save_pretrained(root / "model")
     convs = make_conversations(12, seed=5)
     for k, c in enumerate(convs):
         c["meta"] = {"flaw": "boilerplate" if k % 3 == 0 else "clean"}
-    save_conversations(root / "data.jsonl", convs)
-    convs = read_conversations(root / "data.jsonl")
-    scores = merged_scores(convs)
-    scores["meta"]["dataset_fingerprint"] = dataset_fingerprint(convs)
-    (root / "merged.json").write_text(json.dumps(scores))
+    convs, scores = write_run_inputs(root, "zephyr", 3, convs)
     assert main(["train", "--data", str(root / "data.jsonl"), "--model", str(root / "model"), "--scores",
                  str(root / "merged.json"), "--set", "loss=poft", "--set", "num_train_epochs=2", "--set",
                  "per_device_train_batch_size=4", "--set", "max_length=96", "--set", "beta=2.0", "--set", "gamma=0.5",

@@ -22,6 +22,22 @@ def merged_scores(convs, unscored=()):
     return {"meta": {"models": ["A", "B", "C"], "sources": ["test"]}, "rows": rows}
 
 
+def write_run_inputs(root, template: str, model_seed: int, convs: list[dict]):
+    """What `poft train` reads, under root: a tiny model dir (model/), the conversations (data.jsonl) and their
+    merged scores (merged.json, with the data's fingerprint). Returns (conversations as read back, scores)."""
+    from poft.data import dataset_fingerprint, read_conversations, save_conversations
+
+    tok = make_tokenizer(template)
+    tiny_llama(len(tok), seed=model_seed).save_pretrained(root / "model")
+    tok.save_pretrained(root / "model")
+    save_conversations(root / "data.jsonl", convs)
+    convs = read_conversations(root / "data.jsonl")
+    scores = merged_scores(convs)
+    scores["meta"]["dataset_fingerprint"] = dataset_fingerprint(convs)
+    (root / "merged.json").write_text(json.dumps(scores))
+    return convs, scores
+
+
 def spec(**kw):
     base = dict(learning_rate=3e-3, num_train_epochs=2, per_device_train_batch_size=4, max_length=96,
                 warmup_ratio=0.0, lr_scheduler_type="constant", logging_steps=1, seed=7)
