@@ -285,7 +285,7 @@ def cmd_prepare_pairs(a) -> None:
 def cmd_trace(a) -> None:
     from .runs import epoch_checkpoints
     from .scoring import load_model_and_tokenizer, pad_token_id
-    from .trace import most_down_weighted, sample_policy_scores, trace_rows, weight_shares
+    from .trace import groups_of, most_down_weighted, sample_policy_scores, trace_rows, weight_shares
     from .training import TrainSpec, build_examples
 
     run, out = Path(a.run), Path(a.out)
@@ -297,7 +297,7 @@ def cmd_trace(a) -> None:
     convs = _conversations(data)
     scores = _scores_for(scores_path, convs, data)
     convs = _keep(convs, a.keep_ids or record["keep_ids"])
-    groups = _groups(convs, a.group_by, data) if a.group_by else None
+    groups = groups_of(convs, a.group_by, data) if a.group_by else None
     checkpoints = epoch_checkpoints(run)
     if not checkpoints:
         raise FileNotFoundError(f"{run}: no epoch checkpoint to trace")
@@ -315,14 +315,6 @@ def cmd_trace(a) -> None:
                      share["data_share"], share["weight_share"], share["mean_tau"])
     write_json(out / "summary.json", {"run": str(run), "data": data, "scores": scores_path, "group_by": a.group_by,
                                       "beta": spec.beta, "gamma": spec.gamma, "epochs": epochs})
-
-
-def _groups(convs: list[dict], key: str, data: str) -> dict[str, str]:
-    """Each sample's group: its meta[key]; a sample without one is an error naming it (nothing is left out)."""
-    missing = [c["id"] for c in convs if key not in (c.get("meta") or {})]
-    if missing:
-        raise ValueError(f"{data}: {len(missing)} sample(s) have no meta field {key!r}, e.g. {missing[0]!r}")
-    return {c["id"]: str(c["meta"][key]) for c in convs}
 
 
 def cmd_fetch_model(a) -> None:

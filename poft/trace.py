@@ -40,6 +40,14 @@ def sample_policy_scores(model, examples: list[dict], spec, pad_id: int, batch_s
     return out
 
 
+def groups_of(conversations: list[dict], key: str, origin: str) -> dict[str, str]:
+    """Each sample's group: its meta[key]; a sample without one is an error naming it (nothing is left out)."""
+    missing = [c["id"] for c in conversations if key not in (c.get("meta") or {})]
+    if missing:
+        raise ValueError(f"{origin}: {len(missing)} sample(s) have no meta field {key!r}, e.g. {missing[0]!r}")
+    return {c["id"]: str(c["meta"][key]) for c in conversations}
+
+
 def trace_rows(examples: list[dict], policy: list[float], beta: float, gamma: float,
                groups: dict[str, str] | None = None) -> list[dict]:
     """One row per sample: id, group, r_theta, aligned (the mean over the aligned LLMs, as the loss uses it), tau."""

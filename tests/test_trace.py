@@ -16,7 +16,7 @@ from poft.cli import main
 from poft.data import read_conversations, save_conversations
 from poft.runs import epoch_checkpoints
 from poft.scoring import load_model_and_tokenizer, mean_logprobs, pad_token_id
-from poft.trace import most_down_weighted, trace_rows, weight_shares
+from poft.trace import groups_of, most_down_weighted, trace_rows, weight_shares
 
 
 def test_trace_rows_are_poft_weights_by_hand():
@@ -95,7 +95,5 @@ def test_a_sample_without_the_group_key_is_named(trained_run, tmp_path):
     bare = [dict(c, meta={}) if c["id"] == "c4" else c for c in convs]
     save_conversations(tmp_path / "data.jsonl", bare)
     with pytest.raises(ValueError) as e:
-        from poft.cli import _groups
-
-        _groups(read_conversations(tmp_path / "data.jsonl"), "flaw", "data.jsonl")
+        groups_of(read_conversations(tmp_path / "data.jsonl"), "flaw", "data.jsonl")
     assert str(e.value) == "data.jsonl: 1 sample(s) have no meta field 'flaw', e.g. 'c4'"
