@@ -9,6 +9,10 @@ Every filter maps conversations (+ a score file where it needs one) to one numbe
               not help predict the response) are excluded first, then the highest IFD are kept
   scorer      any model-based scorer (Deita, InsTag, ...) given as an import path 'package.module:function'
               that maps a list of conversations to a list of floats, or a registered name from SCORERS
+  oracle      analysis only: the samples' hidden quality label (meta "flaw", the micro world's), keeping the
+              samples whose label is not in `drop` (default: every label but "clean"). It answers "how much
+              could perfect filtering gain?" (the headroom a method is measured against) and, dropping one
+              flaw at a time, "how much does this flaw cost?". A method under test never sees the label.
 """
 
 from __future__ import annotations
@@ -94,24 +98,46 @@ def scorer_values(conversations, scores=None, scorer: str = "response_length", *
     return values
 
 
+ORACLE_LABEL = "flaw"
+CLEAN = "clean"
+
+
+def oracle_values(conversations, drop: list[str] | None = None, **_):
+    """1.0 for a sample to keep, None for one whose hidden label is in `drop` (default: every flaw)."""
+    missing = [c["id"] for c in conversations if ORACLE_LABEL not in (c.get("meta") or {})]
+    if missing:
+        raise ValueError(f"the oracle filter reads each sample's hidden label meta[{ORACLE_LABEL!r}]: "
+                         f"{len(missing)} sample(s) have none, first: {missing[0]!r}")
+    labels = [str(c["meta"][ORACLE_LABEL]) for c in conversations]
+    dropped = set(drop) if drop is not None else set(labels) - {CLEAN}
+    return [None if label in dropped else 1.0 for label in labels]
+
+
 FILTERS: dict[str, Callable[..., list[float | None]]] = {
     "preference": preference_values,
     "ifd": ifd_values,
     "scorer": scorer_values,
+    "oracle": oracle_values,
 }
 
 
 def filter_dataset(conversations: list[dict], method: str, keep_fraction: float, scores: dict | None = None,
-                   scorer: str | None = None) -> dict:
+                   scorer: str | None = None, drop: list[str] | None = None) -> dict:
     """{"meta": {...counts, threshold...}, "kept_ids": [...]} for the named filter."""
     if method not in FILTERS:
         raise KeyError(f"unknown filter {method!r}; valid: {', '.join(sorted(FILTERS))}")
-    kwargs = {"scorer": scorer} if scorer else {}
+    kwargs = {k: v for k, v in (("scorer", scorer), ("drop", drop)) if v is not None}
     values = FILTERS[method](conversations, scores=scores, **kwargs)
     kept, stats = keep_top([c["id"] for c in conversations], values, keep_fraction)
     meta = {"method": method, "keep_fraction": keep_fraction, **stats}
-    if scorer:
-        meta["scorer"] = scorer
+    if method == "oracle":  # what each hidden label contributed, so a reader can check the control
+        labels = [str(c["meta"][ORACLE_LABEL]) for c in conversations]
+        kept_set = set(kept)
+        meta["labels"] = {label: {"n": labels.count(label),
+                                  "kept": sum(c["id"] in kept_set for c, x in zip(conversations, labels) if x == label)}
+                          for label in sorted(set(labels))}
+    for k, v in kwargs.items():
+        meta[k] = v
     if scores is not None:
         meta["score_source"] = scores["meta"].get("sources") or scores["meta"].get("model")
     return {"meta": meta, "kept_ids": kept}

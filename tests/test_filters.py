@@ -46,7 +46,7 @@ def test_pluggable_scorer_by_name_and_import_path():
 
 
 def test_bad_inputs():
-    with pytest.raises(KeyError, match="unknown filter 'instag'; valid: ifd, preference, scorer"):
+    with pytest.raises(KeyError, match="unknown filter 'instag'; valid: ifd, oracle, preference, scorer"):
         filter_dataset(convs(2), "instag", 0.5)
     with pytest.raises(ValueError, match=r"keep_fraction must be in \(0, 1\], got 0"):
         filter_dataset(convs(2), "scorer", 0)
@@ -54,4 +54,46 @@ def test_bad_inputs():
         filter_dataset(convs(2), "preference", 0.5, scores([-1.0]))
     with pytest.raises(ValueError, match="the IFD filter needs a score file"):
         filter_dataset(convs(2), "ifd", 0.5)
-    assert set(FILTERS) == {"preference", "ifd", "scorer"}
+    assert set(FILTERS) == {"preference", "ifd", "scorer", "oracle"}
+
+
+def labelled(flaws):
+    return [{**c, "meta": {"flaw": f}} for c, f in zip(convs(len(flaws)), flaws)]
+
+
+def test_oracle_keeps_exactly_the_clean_samples():
+    flaws = ["clean", "wrong", "clean", "boilerplate", "truncated", "clean", "wrong"]
+    out = filter_dataset(labelled(flaws), "oracle", 1.0)
+    assert out["kept_ids"] == ["s0", "s2", "s5"]
+    assert out["meta"]["labels"] == {"boilerplate": {"n": 1, "kept": 0}, "clean": {"n": 3, "kept": 3},
+                                     "truncated": {"n": 1, "kept": 0}, "wrong": {"n": 2, "kept": 0}}
+    assert (out["meta"]["n_input"], out["meta"]["n_kept"], out["meta"]["n_invalid"]) == (7, 3, 4)
+
+
+def test_oracle_drops_only_the_named_flaw():
+    flaws = ["clean", "wrong", "clean", "boilerplate", "truncated", "clean", "wrong"]
+    out = filter_dataset(labelled(flaws), "oracle", 1.0, drop=["wrong"])
+    assert out["kept_ids"] == ["s0", "s2", "s3", "s4", "s5"] and out["meta"]["drop"] == ["wrong"]
+
+
+def test_oracle_names_a_sample_without_a_label():
+    data = labelled(["clean", "wrong"]) + [convs(3)[2]]
+    with pytest.raises(ValueError, match=r"the oracle filter reads each sample's hidden label meta\['flaw'\]: "
+                                         r"1 sample\(s\) have none, first: 's2'"):
+        filter_dataset(data, "oracle", 1.0)
+
+
+def test_oracle_subset_of_the_micro_world_is_its_clean_ids(tmp_path):
+    """The DAG's control on a real micro set: `poft filter --method oracle` keeps the clean ids, all of them."""
+    from poft.cli import main
+    from poft.data import save_conversations
+    from poft.io import read_json
+    from poft.micro.datasets import make_sft_sets
+    from poft.micro.world import World
+
+    sets = make_sft_sets(World.generate(0, 8), 0, 60)
+    save_conversations(tmp_path / "oh.jsonl", sets["openhermes"])  # as prepare_dataset writes it
+    main(["filter", "--data", str(tmp_path / "oh.jsonl"), "--method", "oracle", "--keep", "1", "--out",
+          str(tmp_path / "kept.json")])
+    clean = [c["id"] for c in sets["openhermes"] if c["meta"]["flaw"] == "clean"]
+    assert read_json(tmp_path / "kept.json")["kept_ids"] == clean and 0 < len(clean) < 60
