@@ -30,7 +30,8 @@ OVERALL = "Overall"
 METHODS = ("sft", "poft", "dft", "aligned")
 RUN = ["base", "dataset", "method", "variant", "seed"]  # one training run (all its epochs)
 COLUMNS = [*RUN, "epoch", "task", "metric", "value", "stderr", "n"]
-VARIANT_FORMS = ("full", "filter:<method>:<keep in (0,1]>", "dpo", "shuffled", "distill:<aligned model>")
+VARIANT_FORMS = ("full", "filter:<method>:<keep in (0,1]>", "oracle:<label filter>", "dpo", "shuffled",
+                 "distill:<aligned model>")
 _FILTER = re.compile(r"^filter:([^:]+):([0-9.]+)$")
 
 
@@ -40,7 +41,8 @@ class MetricsFileError(ValueError):
 
 def check_variant(variant: str) -> str:
     """Return `variant` if it has one of the known forms, else raise with the list of valid forms."""
-    ok = variant in ("full", "dpo", "shuffled") or (variant.startswith("distill:") and len(variant) > 8)
+    ok = variant in ("full", "dpo", "shuffled") or any(
+        variant.startswith(p) and len(variant) > len(p) for p in ("distill:", "oracle:"))
     m = _FILTER.match(variant)
     if m:
         try:

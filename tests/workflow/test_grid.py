@@ -34,23 +34,32 @@ def test_every_config_is_valid_and_expands(path):
 
 
 def test_micro_grid_is_the_documented_design():
-    grid = expand(load("micro"))
+    config = load("micro")
+    grid = expand(config)
     runs = list(grid.runs.values())
     main = [r for r in runs if r.variant == "full" and r.dataset in ("ultrachat", "sharegpt", "openhermes")]
-    assert len(main) == 2 * 3 * 3 * len(load("micro")["seeds"])  # SFT, PoFT and the DFT baseline
-    assert {r.epochs for r in runs if r.dataset in ("clean", "noisy")} == {load("micro")["grid"]["noise"]["epochs"]}
+    assert len(main) == 2 * 3 * 2 * len(config["seeds"]) and len(config["seeds"]) >= 3  # SFT and PoFT
+    assert {r.epochs for r in runs if r.dataset in ("clean", "noisy")} == {config["grid"]["noise"]["epochs"]}
     assert {r.variant for r in runs} == {"full", "filter:preference:0.8", "filter:ifd:0.8", "dpo", "shuffled",
-                                         "distill:micro-zephyr", "distill:micro-llama3-instruct", "distill:micro-yi"}
+                                         "distill:micro-zephyr", "distill:micro-llama3-instruct", "distill:micro-yi",
+                                         "oracle:oracle", "oracle:no_wrong", "oracle:no_boilerplate",
+                                         "oracle:no_truncated"}
+    # the headroom control on every main cell and seed; the label controls are SFT only, read at the last epoch
+    oracle = [r for r in runs if r.variant == "oracle:oracle"]
+    assert sorted((r.base, r.dataset, r.seed) for r in oracle) == sorted((r.base, r.dataset, r.seed) for r in main
+                                                                          if r.method == "sft")
+    assert {(r.method, r.last_only) for r in runs if r.variant.startswith("oracle:")} == {("sft", True)}
     dpo = [r for r in runs if r.is_dpo]
     assert all(r.start in grid.runs for r in dpo)  # every DPO run starts from a run of the grid
     assert {r.method for r in runs if r.variant == "shuffled"} == {"poft"}
-    # every epoch of every run is evaluated exactly once
+    # every evaluated epoch of every run is evaluated exactly once: all of them, or the last for a label control
     evaluated = [(r.path, e) for ev in grid.evaluations for r in ev.runs for e in ev.epochs]
-    assert sorted(evaluated) == sorted((r.path, e) for r in runs for e in range(1, r.epochs + 1))
-    assert grid.counts()["checkpoints"] == sum(r.epochs for r in runs) + len(load("micro")["evaluation"]["reference_rows"])
+    assert sorted(evaluated) == sorted((r.path, e) for r in runs for e in r.evaluated_epochs)
+    assert all(r.evaluated_epochs == tuple(range(1, r.epochs + 1)) for r in main)
+    assert grid.counts()["checkpoints"] == len(evaluated) + len(config["evaluation"]["reference_rows"])
 
 
-@pytest.mark.parametrize("per, jobs", [("checkpoint", 190 - 3), ("run", 57 + 4), ("group", 15)])
+@pytest.mark.parametrize("per, jobs", [("checkpoint", 214), ("run", 88), ("group", 24)])
 def test_evaluation_granularity(per, jobs):
     config = load("micro")
     config["evaluation"]["per"] = per
@@ -58,11 +67,42 @@ def test_evaluation_granularity(per, jobs):
     grid = expand(config)
     assert len([e for e in grid.evaluations if e.runs]) == jobs
     evaluated = sorted((r.path, e) for ev in grid.evaluations for r in ev.runs for e in ev.epochs)
-    assert len(evaluated) == len(set(evaluated)) == 190 - 3
+    assert len(evaluated) == len(set(evaluated)) == 214
     if per == "group":  # a group is one base x dataset x variant: SFT and PoFT, every seed
         ev = next(e for e in grid.evaluations if e.key == "micro-mistral/openhermes/full")
-        assert sorted((r.method, r.seed) for r in ev.runs) == [("dft", 0), ("dft", 1), ("poft", 0), ("poft", 1),
-                                                               ("sft", 0), ("sft", 1)]
+        assert sorted((r.method, r.seed) for r in ev.runs) == [(m, s) for m in ("poft", "sft") for s in (0, 1, 2)]
+        ev = next(e for e in grid.evaluations if e.key == "micro-mistral/openhermes/oracle-oracle")
+        assert ev.epochs == (3,) and [r.seed for r in ev.runs] == [0, 1, 2]
+
+
+def test_label_controls_read_hidden_labels_only_in_their_blocks():
+    config = copy.deepcopy(load("micro"))
+    config["grid"]["filters"]["filters"] = ["preference", "oracle"]
+    with pytest.raises(ConfigError, match=r"grid.filters.filters: 'oracle' is a filter of method 'oracle'; a label "
+                                          r"filter \(method: oracle\) reads hidden labels: it belongs in grid.oracle"):
+        expand(config)
+    config = copy.deepcopy(load("micro"))
+    config["grid"]["harm"]["filters"] = ["ifd"]
+    with pytest.raises(ConfigError, match=r"grid.harm.filters: 'ifd' is a filter of method 'ifd'; oracle and harm "
+                                          r"take label filters"):
+        expand(config)
+    config = copy.deepcopy(load("micro"))
+    config["grid"] = {"oracle": {"bases": ["micro-llama3"], "datasets": ["sharegpt"], "filters": ["oracle"]}}
+    runs = sorted((r.method, r.variant, r.last_only) for r in expand(config).runs.values() if r.seed == 0)
+    assert runs == [("sft", "full", False), ("sft", "oracle:oracle", False)]  # evaluate: all by default
+    bad = copy.deepcopy(load("micro"))
+    bad["filters"]["ifd"]["drop"] = ["wrong"]
+    with pytest.raises(Exception, match="drop"):
+        validate(bad, str(SCHEMA), set_default=True)
+
+
+def test_headroom_config_is_the_micro_world_without_poft():
+    """The tuning run shares everything with the default but its grid, and trains no PoFT run."""
+    micro, tuning = load("micro"), load("micro-headroom")
+    same = lambda c: {k: v for k, v in c.items() if k not in ("grid", "results_dir")}  # noqa: E731
+    assert same(micro) == same(tuning)
+    assert {r.method for r in expand(tuning).runs.values()} == {"sft"}
+    assert tuning["grid"]["oracle"] == micro["grid"]["oracle"] and tuning["grid"]["harm"] == micro["grid"]["harm"]
 
 
 def test_with_training_a_group_job_trains_its_runs_except_those_dpo_starts_from():
@@ -237,9 +277,9 @@ def test_block_defaults_and_the_runs_a_block_brings_along():
     runs = expand(config).runs.values()
     assert sorted((r.base, r.dataset, r.method, r.variant) for r in runs if r.seed == 0) == [
         ("micro-llama3", "ultrachat", "dft", "full"), ("micro-llama3", "ultrachat", "poft", "full"),
-        ("micro-llama3", "ultrachat", "sft", "full"), ("micro-mistral", "sharegpt", "dft", "full"),
+        ("micro-llama3", "ultrachat", "sft", "full"),
         ("micro-mistral", "sharegpt", "poft", "full"), ("micro-mistral", "sharegpt", "sft", "distill:micro-yi"),
-        ("micro-mistral", "sharegpt", "sft", "full")]  # distill: SFT by default, read against the plain runs
+        ("micro-mistral", "sharegpt", "sft", "full")]  # distill: SFT by default, read against SFT and PoFT (no DFT)
     config["grid"] = {"shuffled": {"bases": ["micro-mistral"], "datasets": ["sharegpt"], "methods": ["sft"]}}
     with pytest.raises(ConfigError, match=r"grid.shuffled.methods: the shuffled-score control is PoFT's"):
         expand(config)
@@ -250,5 +290,5 @@ def test_dft_is_a_method_the_grid_can_run():
     config["methods"]["dft"] = {}
     config["grid"]["main"]["methods"] = ["sft", "poft", "dft"]
     runs = [r for r in expand(config).runs.values() if r.block == "main"]
-    assert len(runs) == 2 * 3 * 3 * 2 and sum(r.method == "dft" for r in runs) == 12
+    assert len(runs) == 2 * 3 * 3 * 3 and sum(r.method == "dft" for r in runs) == 18
     validate(config, schema=str(SCHEMA))

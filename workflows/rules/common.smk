@@ -220,6 +220,10 @@ def optional_value(flag, value):
     return "" if value is None else f"{flag} {shlex.quote(str(value))}"
 
 
+def optional_values(flag, values):
+    return "" if not values else " ".join([flag, *map(shlex.quote, map(str, values))])
+
+
 def prepare_flags(wc):
     spec = config["datasets"][wc.dataset]
     flags = [f"--format {spec['format']}", optional_value("--split", spec["split"]), optional_value("--limit", spec.get("limit"))]
@@ -398,7 +402,7 @@ def evaluate_options():
 # ------------------------------------------------------------------------------------------------------------
 
 REPORT_FILES = ["tables.md", "claims.md", "index.md", "report.html", "results.csv", "runs.csv", "differences.csv",
-                "records.jsonl", *(f"data/{f}" for f in ("results.parquet", "items.parquet", "scores.parquet",
+                "summary.json", "records.jsonl", *(f"data/{f}" for f in ("results.parquet", "items.parquet", "scores.parquet",
                                                          "inputs.json"))]
 # Datasets whose aligned-score spread the report reads (claims C4, C5; the score plots).
 REPORT_SCORES = sorted({r.dataset for r in RUNS.values() if r.variant == "full"} & set(GRID.merged_scores))

@@ -101,6 +101,7 @@ rule filter_dataset:
         keep=lambda wc: config["filters"][wc.filter]["keep"],
         scores=lambda wc, input: f"--scores {input.scores}" if input.scores else "",
         scorer=lambda wc: optional_value("--scorer", config["filters"][wc.filter].get("scorer")),
+        drop=lambda wc: optional_values("--drop", config["filters"][wc.filter].get("drop")),
     log:
         f"{W}/logs/filter/{{data}}/{{filter}}/{{scope}}.log",
     benchmark:
@@ -113,4 +114,4 @@ rule filter_dataset:
         "../envs/poft.yaml"
     shell:
         "poft filter --data {input.data} --method {params.method} --keep {params.keep} {params.scores} "
-        "{params.scorer} --out {output} > {log} 2>&1"
+        "{params.scorer} {params.drop} --out {output} > {log} 2>&1"
