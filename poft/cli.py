@@ -142,7 +142,7 @@ def cmd_filter(a) -> None:
 
     convs = _conversations(a.data)
     scores = _scores_for(a.scores, convs, a.data)
-    result = filter_dataset(convs, a.method, a.keep, scores=scores, scorer=a.scorer)
+    result = filter_dataset(convs, a.method, a.keep, scores=scores, scorer=a.scorer, drop=a.drop)
     write_json(a.out, result)
     log.info("%s: kept %d of %d", a.out, result["meta"]["n_kept"], result["meta"]["n_input"])
 
@@ -328,6 +328,7 @@ def cmd_report(a) -> None:
     from .evaluation.suites import load_suite
     from .io import write_jsonl
     from .report import build_report, read_records, report_from_data
+    from .report.digest import dag_seconds
     from .runs import records_from_index
 
     out = Path(a.out_dir)
@@ -348,10 +349,11 @@ def cmd_report(a) -> None:
     kept = dict(_pair(item, "--kept") for item in a.kept)
     paper_names = _load_mapping(a.paper_names) if a.paper_names else None
     write_jsonl(out / "records.jsonl", records)  # provenance: the metrics files this report was built from
+    seconds = dag_seconds(a.benchmarks) if a.benchmarks else None
     written = build_report(records, out, suite.overall_tasks, chat_tasks=a.chat_tasks, focus_task=a.focus_task,
                            noise_datasets=a.noise_datasets, main_datasets=a.main_datasets,
                            scores=scores or None, kept=kept or None, paper=a.paper,
-                           paper_names=paper_names, level=a.level, min_effect=a.min_effect)
+                           paper_names=paper_names, level=a.level, min_effect=a.min_effect, dag_seconds=seconds)
     log.info("%s: %d records -> %s", out, len(records), ", ".join(sorted(written)))
 
 
@@ -665,10 +667,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("filter", help="keep the top share of a dataset by preference score, IFD or a scorer")
     s.add_argument("--data", required=True)
-    s.add_argument("--method", required=True, help="preference | ifd | scorer")
+    s.add_argument("--method", required=True, help="preference | ifd | scorer | oracle")
     s.add_argument("--keep", type=float, required=True, help="share of samples to keep, in (0, 1]")
     s.add_argument("--scores", default=None, help="merged scores (preference) or an IFD score file")
     s.add_argument("--scorer", default=None, help="for --method scorer: a registered name or module:function")
+    s.add_argument("--drop", nargs="+", default=None, metavar="LABEL",
+                   help="for --method oracle: hidden labels (meta flaw) to drop; default: every one but clean")
     s.add_argument("--out", required=True)
     s.set_defaults(func=cmd_filter)
 
@@ -769,6 +773,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--paper", action="store_true", help="also the reproduced-vs-reported comparison (paper.md)")
     s.add_argument("--paper-names", default=None, help="our names -> the paper's labels: a YAML/JSON file or inline {...}")
     s.add_argument("--level", type=float, default=0.95, help="of every interval")
+    s.add_argument("--benchmarks", default=None, metavar="DIR",
+                   help="Snakemake's benchmark dir: summary.json records the DAG's wall time read from it")
     s.add_argument("--min-effect", type=float, default=1.0,
                    help="delta of the verdict rules, Overall points: an effect this large or more ruled out = fails")
     s.add_argument("--out-dir", required=True)

@@ -9,6 +9,8 @@ a plot without data now, are removed so the directory never mixes two runs):
     runs.csv           per run (seed) and task: first / last / avg / std / mean_all over epochs
     differences.csv    paired PoFT - SFT per (base, dataset, variant, task, stat): seeds x items effects, MDEs
     baselines.csv      DFT - SFT and PoFT - DFT, paired the same way (only when DFT runs are in the grid)
+    headroom.csv       the label controls: SFT(clean only) - SFT(all) and each flaw's harm (`headroom`)
+    summary.json       headroom vs MDE, harm, captured share, weight shares, verdicts, DAG time (`digest`)
     tables.md          what ran, Overall gaps, Tables 1-5 analogues, noise study, control, paired differences
     claims.md          a verdict per claim C1-C10 (+ control K1) with its numbers; C11 pointed to unit tests
     plots/*.png        epoch curves, aligned-score distributions, tau vs score, win rates (those with data)
@@ -25,8 +27,8 @@ from collections.abc import Iterable, Mapping
 
 import pandas as pd
 
-from ..io import atomic_path, read_json, write_text
-from . import plots, render, tables
+from ..io import atomic_path, read_json, write_json, write_text
+from . import digest, headroom, plots, render, tables
 from .claims import Evidence, judge, rules
 from .bundle import evidence, read_bundle, write_bundle
 from .collect import OVERALL, MetricsFileError, collect, collect_items, overall_gaps
@@ -34,8 +36,8 @@ from .paper import reproduced_vs_reported
 from .stats import baseline_differences, paired_differences
 from .summary import per_seed
 
-FILES = ("results.csv", "runs.csv", "differences.csv", "tables.md", "claims.md", "paper.md",
-         "reproduced_vs_reported.csv", "index.md", "report.html")
+FILES = ("results.csv", "runs.csv", "differences.csv", "headroom.csv", "tables.md", "claims.md", "paper.md",
+         "reproduced_vs_reported.csv", "index.md", "report.html", "summary.json")
 PLOTS = ("forest.png", "epoch_curves.png", "score_distributions.png", "tau_vs_score.png", "win_rates.png")
 
 
@@ -136,8 +138,8 @@ def build_report(records: Iterable[Mapping], out_dir: str | Path, overall_tasks:
                  noise_datasets: list[str] | None = None, main_datasets: list[str] | None = None,
                  scores: Mapping | None = None, kept: Mapping | None = None,
                  target_logp: Mapping | None = None, paper: bool = False, paper_names: dict | None = None,
-                 paper_dir: str | Path | None = None, level: float = 0.95, min_effect: float | None = 1.0
-                 ) -> dict[str, Path]:
+                 paper_dir: str | Path | None = None, level: float = 0.95, min_effect: float | None = 1.0,
+                 dag_seconds: float | None = None) -> dict[str, Path]:
     """Aggregate one grid's metrics into out_dir (see the module docstring); returns {output name: path}.
 
     overall_tasks: the suite whose mean is "Overall"; chat_tasks: the win-rate / chat tasks of Tables 2-3
@@ -147,7 +149,8 @@ def build_report(records: Iterable[Mapping], out_dir: str | Path, overall_tasks:
     object)}; kept: {"base/dataset/variant": the filter's output (path or object)} for Table 4's kept
     counts; target_logp: {dataset: {id: the target's mean log p}} or a path per dataset (tau plot);
     paper: also write the reproduced-vs-reported comparison, mapping our names with paper_names;
-    level: of every interval; min_effect: delta of the verdict rules (Overall points), declared before the run.
+    level: of every interval; min_effect: delta of the verdict rules (Overall points), declared before the run;
+    dag_seconds: the DAG's wall time so far (summary.json).
 
     Everything the outputs are made of is first written to out_dir/data (`bundle`), and the outputs are built
     from what is read back: `report_from_data` on that folder alone gives the same files.
@@ -160,7 +163,7 @@ def build_report(records: Iterable[Mapping], out_dir: str | Path, overall_tasks:
     logp = {ds: _load("target score file", v) for ds, v in (target_logp or {}).items()}
     options = {"overall_tasks": list(overall_tasks), "chat_tasks": list(chat_tasks), "focus_task": focus_task,
                "noise_datasets": list(noise_datasets or []), "main_datasets": main_datasets, "paper": paper,
-               "paper_names": paper_names, "level": level, "min_effect": min_effect}
+               "paper_names": paper_names, "level": level, "min_effect": min_effect, "dag_seconds": dag_seconds}
     write_bundle(out / "data", raw, collect_items(records), _load_scores(scores), _load_kept(kept), options,
                  {ds: dict(v) for ds, v in logp.items()})
     return report_from_data(out / "data", out, paper_dir)
@@ -183,6 +186,7 @@ def report_from_data(data_dir: str | Path, out_dir: str | Path, paper_dir: str |
     extra.append(tables.control_table(df))
     diffs = paired_differences(ev)
     baselines = baseline_differences(ev)
+    head, cap = headroom.headroom(ev), headroom.captured(ev)
     verdicts = judge(ev)
     paper, paper_names = o["paper"], o["paper_names"]
 
@@ -194,6 +198,8 @@ def report_from_data(data_dir: str | Path, out_dir: str | Path, paper_dir: str |
     md.append(differences_markdown(diffs, [OVERALL, *chat_tasks], level))
     if len(baselines):
         md.append(baselines_markdown(baselines, [OVERALL, *chat_tasks], level))
+    if len(head):
+        md.append(headroom.markdown(head, cap, level))
     if spreads:
         md += ["## Aligned-score spread per dataset (population std, nats / token)\n",
                render.markdown(pd.DataFrame({"dataset": list(spreads), "spread": list(spreads.values())}))]
@@ -207,6 +213,11 @@ def report_from_data(data_dir: str | Path, out_dir: str | Path, paper_dir: str |
         written["baselines.csv"] = out / "baselines.csv"
     else:  # no DFT arm ran: a baselines file from an earlier report would describe runs that are not here
         (out / "baselines.csv").unlink(missing_ok=True)
+    if len(head):
+        _write_csv(out / "headroom.csv", head)
+        written["headroom.csv"] = out / "headroom.csv"
+    write_json(out / "summary.json", digest.summary(ev, diffs, head, cap, verdicts, dag_seconds=o.get("dag_seconds")))
+    written["summary.json"] = out / "summary.json"
     write_text(out / "tables.md", "\n".join(md))
     pdir = out / "plots"
     forest = plots.forest(diffs, ev.min_effect, level, pdir / "forest.png")
@@ -229,7 +240,8 @@ def report_from_data(data_dir: str | Path, out_dir: str | Path, paper_dir: str |
         written.update({n: out / n for n in ("reproduced_vs_reported.csv", "paper.md")})
 
     write_text(out / "index.md", _index(written, verdicts, overall_tasks, chat_tasks, ev))
-    write_text(out / "report.html", _html(raw, made, extra, diffs, baselines, chat_tasks, verdicts, ev, written, side))
+    write_text(out / "report.html", _html(raw, made, extra, diffs, baselines, (head, cap), chat_tasks, verdicts, ev,
+                                          written, side))
     written.update({"index.md": out / "index.md", "report.html": out / "report.html"})
     for name in [*FILES, *(f"plots/{p}" for p in PLOTS)]:  # leftovers of an earlier call
         if name not in written:
@@ -256,7 +268,7 @@ def _img(name: str, path) -> str:
     return f"<h3>{name}</h3><img alt='{name}' src='data:image/png;base64,{data}'>"
 
 
-def _html(raw, made, extra, diffs, baselines, chat_tasks, verdicts, ev: Evidence, written, side) -> str:
+def _html(raw, made, extra, diffs, baselines, controls, chat_tasks, verdicts, ev: Evidence, written, side) -> str:
     """The claims first (one line each, how to read them, the forest plot), then what ran, the tables, each
     claim's comparisons, the paired differences and the other plots."""
     level = ev.level
@@ -270,6 +282,10 @@ def _html(raw, made, extra, diffs, baselines, chat_tasks, verdicts, ev: Evidence
     if len(baselines):
         b = baselines[baselines["task"].isin([OVERALL, *chat_tasks])]
         body += ["<h2>Baselines: DFT − SFT and PoFT − DFT</h2>", render.frame_html(b)]
+    head, cap = controls
+    if len(head):
+        body += ["<h2>Headroom and flaw harm (label controls)</h2>", render.frame_html(head)]
+        body += ["<h2>Share of the headroom PoFT captures</h2>", render.frame_html(cap)] if len(cap) else []
     body += [_img(n, p) for n, p in written.items() if n.startswith("plots/") and n != "plots/forest.png"]
     if side is not None:
         body += ["<h2>Reproduced vs reported</h2>", render.frame_html(side)]

@@ -41,7 +41,7 @@ def test_build_report_writes_everything(small, tmp_path):
                            target_logp=logp, paper=True, paper_names={"dataset": {"d1": "OpenHermes"}})
     expected = {"results.csv", "runs.csv", "differences.csv", "tables.md", "claims.md", "paper.md",
                 "reproduced_vs_reported.csv", "index.md", "report.html", "plots/forest.png", "plots/epoch_curves.png",
-                "plots/score_distributions.png", "plots/tau_vs_score.png", "plots/win_rates.png"}
+                "plots/score_distributions.png", "plots/tau_vs_score.png", "plots/win_rates.png", "summary.json"}
     assert set(written) == expected
     for name in expected:
         assert (out / name).stat().st_size > 0, name

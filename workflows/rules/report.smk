@@ -14,6 +14,7 @@ rule report:
     params:
         options=report_options(),
         out=lambda wc, output: Path(output[0]).parent,
+        benchmarks=f"{W}/benchmarks",  # summary.json's DAG time (not an input: only read)
     log:
         f"{W}/logs/report.log",
     benchmark:
@@ -24,4 +25,5 @@ rule report:
     conda:
         "../envs/poft.yaml"
     shell:
-        "poft report --evaluations {input.evaluations} {params.options} --out-dir {params.out} > {log} 2>&1"
+        "poft report --evaluations {input.evaluations} {params.options} --benchmarks {params.benchmarks} "
+        "--out-dir {params.out} > {log} 2>&1"

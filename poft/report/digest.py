@@ -1,0 +1,83 @@
+"""summary.json: the few numbers that say whether a grid could test PoFT at all, and what it found.
+
+    headroom      per base / dataset: SFT(clean only) - SFT(all), Overall at the last epoch, its interval, and
+                  its ratio to the largest MDE of that cell's C1 comparisons (a design that can see PoFT's
+                  effect needs this well above 1: the micro world is tuned to >= 3)
+    harm          per base / dataset / control: what dropping one flaw gains SFT, per Overall and chat task
+    captured      per base / dataset / task: the share of the headroom PoFT gets (Fieller interval)
+    weight_share  per dataset / label / epoch: PoFT's share of summed tau (from the runs' traces)
+    mde           per C1 cell (base / dataset / stat): the smallest PoFT - SFT effect the design detects
+    n_items, n_seeds, verdicts, dag_seconds (the DAG's wall time up to the report job, from Snakemake's
+                  benchmark files; null outside the DAG)
+
+NaN (an interval that does not close, a missing arm) is written as null.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+
+from .collect import OVERALL
+from .headroom import CLEAN, PREFIX
+
+
+def _num(x, digits: int = 4):
+    if x is None or x is pd.NA:
+        return None
+    x = float(x)
+    return None if math.isnan(x) else round(x, digits)
+
+
+def _effect(r) -> dict:
+    return {"mean": _num(r.mean), "ci_low": _num(r.ci_low), "ci_high": _num(r.ci_high), "mde": _num(r.mde),
+            "seeds": int(r.n_pairs), "items": int(r.n_items)}
+
+
+def c1_cells(diffs: pd.DataFrame, main: list[str]) -> pd.DataFrame:
+    """C1's comparisons: PoFT - SFT on Overall, plain runs, last epoch and Avg, main datasets."""
+    return diffs[(diffs["variant"] == "full") & (diffs["task"] == OVERALL) & diffs["stat"].isin(["last", "avg"])
+                 & diffs["dataset"].isin(main)]
+
+
+def summary(ev, diffs: pd.DataFrame, head: pd.DataFrame, cap: pd.DataFrame, verdicts,
+            weight_share: dict | None = None, dag_seconds: float | None = None) -> dict:
+    c1 = c1_cells(diffs, ev.main_datasets)
+    worst_mde = c1.groupby(["base", "dataset"])["mde"].max()
+    headroom, harm = {}, {}
+    for r in head.itertuples(index=False):
+        cell = f"{r.base}/{r.dataset}"
+        if r.variant == PREFIX + CLEAN and r.task == OVERALL:
+            mde = worst_mde.get((r.base, r.dataset), math.nan)
+            headroom[cell] = {**_effect(r), "c1_mde": _num(mde), "over_c1_mde": _num(r.mean / mde if mde else math.nan, 2)}
+        elif r.variant != PREFIX + CLEAN:
+            harm.setdefault(f"{cell}/{r.variant.removeprefix(PREFIX)}", {})[r.task] = _effect(r)
+    captured = {f"{r.base}/{r.dataset}/{r.task}": {"gain": _num(r.gain), "headroom": _num(r.headroom),
+                                                  "share": _num(r.share), "low": _num(r.share_low),
+                                                  "high": _num(r.share_high)} for r in cap.itertuples(index=False)}
+    return {
+        "headroom": headroom, "harm": harm, "captured": captured, "weight_share": weight_share or {},
+        "mde": {f"{r.base}/{r.dataset}/{r.stat}": _num(r.mde) for r in c1.itertuples(index=False)},
+        "n_items": int(c1["n_items"].max()) if len(c1) else 0,
+        "n_seeds": int(c1["n_pairs"].max()) if len(c1) else 0,
+        "verdicts": {v.claim: v.verdict for v in verdicts},
+        "dag_seconds": _num(dag_seconds, 1),
+    }
+
+
+def dag_seconds(benchmark_dir) -> float | None:
+    """Wall seconds from the first job's start to the last job's end, read from Snakemake's benchmark files
+    (`benchmark:` TSVs: written when a job ends, with its duration `s`); None when there are none. A DAG that
+    was resumed counts the pause between its runs too."""
+    from pathlib import Path
+
+    spans = []
+    for f in sorted(Path(benchmark_dir).rglob("*.tsv")):
+        rows = f.read_text(encoding="utf-8").splitlines()
+        if len(rows) < 2:
+            continue  # a job killed while its file was written: no duration to read
+        head, last = rows[0].split("\t"), rows[-1].split("\t")
+        end = f.stat().st_mtime
+        spans.append((end - float(last[head.index("s")]), end))
+    return round(max(e for _, e in spans) - min(s for s, _ in spans), 1) if spans else None
