@@ -353,8 +353,9 @@ def cmd_report(a) -> None:
 
     out = Path(a.out_dir)
     if a.from_dir:  # a committed results folder: everything is recomputed from its data/ alone
-        if a.records or a.evaluations:
-            raise ValueError("--from rebuilds from a results folder's data/; it takes no --records / --evaluations")
+        if a.records or a.evaluations or a.traces:
+            raise ValueError("--from rebuilds from a results folder's data/; it takes no --records / --evaluations / "
+                             "--traces")
         written = report_from_data(Path(a.from_dir) / "data", out)
         log.info("%s: rebuilt from %s/data -> %s", out, a.from_dir, ", ".join(sorted(written)))
         return
@@ -367,13 +368,23 @@ def cmd_report(a) -> None:
     suite = load_suite(a.suite)
     scores = dict(_pair(item, "--scores") for item in a.scores)
     kept = dict(_pair(item, "--kept") for item in a.kept)
+    trace_runs = _trace_runs(a.traces, a.trace_records)
     paper_names = _load_mapping(a.paper_names) if a.paper_names else None
     write_jsonl(out / "records.jsonl", records)  # provenance: the metrics files this report was built from
     written = build_report(records, out, suite.overall_tasks, chat_tasks=a.chat_tasks, focus_task=a.focus_task,
                            noise_datasets=a.noise_datasets, main_datasets=a.main_datasets,
-                           scores=scores or None, kept=kept or None, paper=a.paper,
+                           scores=scores or None, kept=kept or None, trace_runs=trace_runs, paper=a.paper,
                            paper_names=paper_names, level=a.level, min_effect=a.min_effect)
     log.info("%s: %d records -> %s", out, len(records), ", ".join(sorted(written)))
+
+
+def _trace_runs(run_dirs: list[str], records: list[str]) -> list[dict]:
+    """--traces RUN_DIR... with --trace-records JSON... (one run identity each, in the same order)."""
+    import json
+
+    if len(run_dirs) != len(records):
+        raise ValueError(f"--traces: {len(run_dirs)} run dir(s), but {len(records)} --trace-records; one each")
+    return [{**json.loads(r), "run_dir": d} for d, r in zip(run_dirs, records)]
 
 
 def cmd_plan_power(a) -> None:
@@ -790,6 +801,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--scores", nargs="+", default=[], metavar="DATASET=PATH", help="merged score file per dataset")
     s.add_argument("--kept", nargs="+", default=[], metavar="BASE/DATASET/VARIANT=PATH",
                    help="a filtered variant's kept ids (poft filter's output): Table 4 shows how many it kept")
+    s.add_argument("--traces", nargs="+", default=[], metavar="RUN_DIR", help="`poft train` run dirs whose recorded "
+                   "traces (trace.json per epoch checkpoint) the report shows: PoFT's weights per group, tau vs score")
+    s.add_argument("--trace-records", nargs="+", default=[], metavar="JSON", help="each --traces run's identity, in "
+                   "order: {base, dataset, method, variant, seed}")
     s.add_argument("--paper", action="store_true", help="also the reproduced-vs-reported comparison (paper.md)")
     s.add_argument("--paper-names", default=None, help="our names -> the paper's labels: a YAML/JSON file or inline {...}")
     s.add_argument("--level", type=float, default=0.95, help="of every interval")
