@@ -10,10 +10,11 @@ applied when the batch was seen, mid-epoch and in train mode. `poft trace` reads
 (`sample_policy_scores`, one forward per sample per checkpoint) for runs trained before they existed, for other
 data or scores than the run's, or with --recompute: then r_theta is the checkpoint's, at the epoch's end.
 
-Recomputed, r_theta is computed as training computes it (poft.training.objective_inputs: the run's target_tokens, max_length
-and chat template, the checkpoint in eval mode), for SFT runs too: their trace says what PoFT would weigh. A group
-is a key of the samples' `meta` (the micro world's hidden `flaw` label, or a user's `source` column); without one,
-every sample is in group "all", and the most down-weighted samples are the ones to read.
+Recomputed, r_theta is computed as training computes it (poft.training.objective_inputs: the run's
+target_tokens, max_length and chat template, the checkpoint in eval mode). Either way SFT runs get a trace too: what
+PoFT would weigh. A group is a key of the samples' `meta` (the micro world's hidden `flaw` label, or a user's
+`source` column); without one, every sample is in group "all", and the most down-weighted samples are the ones to
+read.
 """
 
 from __future__ import annotations

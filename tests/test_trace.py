@@ -130,7 +130,8 @@ def test_an_epoch_record_keeps_each_samples_first_value_sorted_by_id():
     assert [(r["id"], r["r_theta"], r["group"], r["aligned"]) for r in rows] == [
         ("a", -2.0, "x", -2.0), ("b", -1.0, "y", -2.0), ("c", -2.0, None, -2.0)]
     assert rows[0]["tau"] == 0.5 and rows[1]["tau"] == pytest.approx(1 / (1 + math.exp(1)), abs=1e-12)
-    assert [r["tau"] for r in record_epoch(seen, {i: {"id": i, "aligned": None} for i in "abc"}, 1, 0, {})] == [None] * 3
+    unscored = {i: {"id": i, "aligned": None} for i in "abc"}  # an SFT run without a score file
+    assert [(r["aligned"], r["tau"]) for r in record_epoch(seen, unscored, 1, 0, {})] == [(None, None)] * 3
 
 
 @pytest.fixture(scope="module")

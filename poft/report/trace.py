@@ -107,4 +107,5 @@ def most_down_weighted(frame: pd.DataFrame, k: int = 10) -> pd.DataFrame:
 def last_epoch_points(frame: pd.DataFrame) -> pd.DataFrame:
     """PoFT's full runs at their last epoch: per dataset and sample, its mean aligned score, group and mean tau over
     the runs (the tau-vs-score plot's points)."""
-    return _last_epoch(frame).groupby(["dataset", "group", "id"]).agg(aligned=("aligned", "mean"), tau=("tau", "mean")).reset_index()
+    points = _last_epoch(frame).groupby(["dataset", "group", "id"])
+    return points.agg(aligned=("aligned", "mean"), tau=("tau", "mean")).reset_index()
