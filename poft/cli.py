@@ -10,7 +10,7 @@ library function and writes its outputs atomically, with a report of what was dr
     poft train   --data data.jsonl --model DIR --scores scores/merged.json --config train.yaml --set loss=poft --out run/
     poft train   --data data.jsonl --model hf:mistralai/Mistral-7B-v0.1 --chat-template zephyr --out run/  # a base model
     poft train   --processes 8 --data data.jsonl --model DIR --config train.yaml --out run/  # 8 ranks (poft.launch)
-    poft trace   --run run/ --group-by flaw --out run/trace/   # tau per sample and epoch, shares per group
+    poft trace   --run run/ --group-by flaw --out run/trace/   # tau per sample and epoch (as training recorded it)
     poft dpo     --model run/checkpoint-N --pairs pairs.jsonl --config dpo.yaml --out run-dpo/
     poft dpo     --model run/ --epoch last --pairs pairs.jsonl --out run-dpo/     # a run dir + --epoch: its checkpoint
     poft shuffle-scores --scores scores/merged.json --seed 0 --out scores/merged.shuffled0.json   # control K1
@@ -284,37 +284,58 @@ def cmd_prepare_pairs(a) -> None:
 
 def cmd_trace(a) -> None:
     from .runs import epoch_checkpoints
-    from .scoring import load_model_and_tokenizer, pad_token_id
-    from .trace import groups_of, most_down_weighted, sample_policy_scores, trace_rows, weight_shares
-    from .training import TrainSpec, build_examples
+    from .trace import TRACE_FILE, UNLABELLED, groups_of, most_down_weighted, weight_shares
 
     run, out = Path(a.run), Path(a.out)
     record = read_json(run / "resolved_config.json")
-    spec = TrainSpec.from_dict(record["resolved_spec"])
-    data, scores_path = a.data or record["data"], a.scores or record["scores"]
-    if not scores_path:
-        raise ValueError(f"{run}: trained without aligned scores (its resolved_config.json names none); pass --scores")
-    convs = _conversations(data)
-    scores = _scores_for(scores_path, convs, data)
-    convs = _keep(convs, a.keep_ids or record["keep_ids"])
-    groups = groups_of(convs, a.group_by, data) if a.group_by else None
     checkpoints = epoch_checkpoints(run)
     if not checkpoints:
         raise FileNotFoundError(f"{run}: no epoch checkpoint to trace")
+    data, scores_path = a.data or record["data"], a.scores or record["scores"]
+    # What training recorded serves unless other inputs are asked for, or the run predates it, or it has no
+    # aligned scores (an SFT run trained without a score file recorded no tau: --scores recomputes).
+    recorded = not (a.recompute or a.data or a.scores or a.keep_ids) and record["scores"] and all(
+        (c / TRACE_FILE).is_file() for c in checkpoints.values())
+    groups = groups_of(_conversations(data), a.group_by, data) if a.group_by else {}
+    traces = ({e: read_json(c / TRACE_FILE)["rows"] for e, c in checkpoints.items()} if recorded
+              else _recomputed_traces(a, record, checkpoints, data, scores_path))
+    spec = record["resolved_spec"]
     epochs = {}
-    for epoch, ckpt in checkpoints.items():
-        model, tokenizer = load_model_and_tokenizer(str(ckpt), a.device, "float32", spec.attn_implementation)
-        examples, _ = build_examples(convs, tokenizer, spec.max_length, scores)
-        rows = trace_rows(examples, sample_policy_scores(model, examples, spec, pad_token_id(tokenizer)), spec.beta,
-                          spec.gamma, groups)
-        write_json(out / f"epoch{epoch}.json", {"meta": {"run": str(run), "checkpoint": str(ckpt), "epoch": epoch,
-                                                         "beta": spec.beta, "gamma": spec.gamma}, "rows": rows})
+    for epoch, rows in traces.items():
+        rows = [{**r, "group": groups.get(r["id"], UNLABELLED)} for r in rows]
+        write_json(out / f"epoch{epoch}.json", {"meta": {
+            "run": str(run), "checkpoint": str(checkpoints[epoch]), "epoch": epoch, "beta": spec["beta"],
+            "gamma": spec["gamma"], "r_theta": "recorded in training" if recorded else "recomputed at the checkpoint"},
+            "rows": rows})
         epochs[epoch] = {"shares": weight_shares(rows), "most_down_weighted": most_down_weighted(rows, a.top)}
         for group, share in epochs[epoch]["shares"].items():
             log.info("epoch %d  %-12s data share %.3f  weight share %.3f  mean tau %.3f", epoch, group,
                      share["data_share"], share["weight_share"], share["mean_tau"])
     write_json(out / "summary.json", {"run": str(run), "data": data, "scores": scores_path, "group_by": a.group_by,
-                                      "beta": spec.beta, "gamma": spec.gamma, "epochs": epochs})
+                                      "beta": spec["beta"], "gamma": spec["gamma"], "recorded": bool(recorded),
+                                      "epochs": epochs})
+
+
+def _recomputed_traces(a, record: dict, checkpoints: dict, data: str, scores_path: str | None) -> dict[int, list]:
+    """{epoch: trace rows} with r_theta recomputed under each checkpoint (one forward per sample per epoch)."""
+    from .scoring import load_model_and_tokenizer, pad_token_id
+    from .trace import sample_policy_scores, trace_rows
+    from .training import TrainSpec, build_examples
+
+    spec = TrainSpec.from_dict(record["resolved_spec"])
+    if not scores_path:
+        raise ValueError(f"{a.run}: trained without aligned scores (its resolved_config.json names none); pass "
+                         "--scores")
+    convs = _conversations(data)
+    scores = _scores_for(scores_path, convs, data)
+    convs = _keep(convs, a.keep_ids or record["keep_ids"])
+    out = {}
+    for epoch, ckpt in checkpoints.items():
+        model, tokenizer = load_model_and_tokenizer(str(ckpt), a.device, "float32", spec.attn_implementation)
+        examples, _ = build_examples(convs, tokenizer, spec.max_length, scores)
+        out[epoch] = trace_rows(examples, sample_policy_scores(model, examples, spec, pad_token_id(tokenizer)),
+                                spec.beta, spec.gamma)
+    return out
 
 
 def cmd_fetch_model(a) -> None:
@@ -333,8 +354,9 @@ def cmd_report(a) -> None:
 
     out = Path(a.out_dir)
     if a.from_dir:  # a committed results folder: everything is recomputed from its data/ alone
-        if a.records or a.evaluations:
-            raise ValueError("--from rebuilds from a results folder's data/; it takes no --records / --evaluations")
+        if a.records or a.evaluations or a.traces:
+            raise ValueError("--from rebuilds from a results folder's data/; it takes no --records / --evaluations / "
+                             "--traces")
         written = report_from_data(Path(a.from_dir) / "data", out)
         log.info("%s: rebuilt from %s/data -> %s", out, a.from_dir, ", ".join(sorted(written)))
         return
@@ -347,14 +369,24 @@ def cmd_report(a) -> None:
     suite = load_suite(a.suite)
     scores = dict(_pair(item, "--scores") for item in a.scores)
     kept = dict(_pair(item, "--kept") for item in a.kept)
+    trace_runs = _trace_runs(a.traces, a.trace_records)
     paper_names = _load_mapping(a.paper_names) if a.paper_names else None
     write_jsonl(out / "records.jsonl", records)  # provenance: the metrics files this report was built from
     seconds = dag_seconds(a.benchmarks) if a.benchmarks else None
     written = build_report(records, out, suite.overall_tasks, chat_tasks=a.chat_tasks, focus_task=a.focus_task,
                            noise_datasets=a.noise_datasets, main_datasets=a.main_datasets,
-                           scores=scores or None, kept=kept or None, paper=a.paper,
+                           scores=scores or None, kept=kept or None, trace_runs=trace_runs, paper=a.paper,
                            paper_names=paper_names, level=a.level, min_effect=a.min_effect, dag_seconds=seconds)
     log.info("%s: %d records -> %s", out, len(records), ", ".join(sorted(written)))
+
+
+def _trace_runs(run_dirs: list[str], records: list[str]) -> list[dict]:
+    """--traces RUN_DIR... with --trace-records JSON... (one run identity each, in the same order)."""
+    import json
+
+    if len(run_dirs) != len(records):
+        raise ValueError(f"--traces: {len(run_dirs)} run dir(s), but {len(records)} --trace-records; one each")
+    return [{**json.loads(r), "run_dir": d} for d, r in zip(run_dirs, records)]
 
 
 def cmd_plan_power(a) -> None:
@@ -744,6 +776,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--group-by", default=None, metavar="META_KEY", help="group samples by this key of their meta "
                    "(e.g. the micro world's flaw); default: one group")
     s.add_argument("--top", type=int, default=10, help="how many of the most down-weighted samples to list")
+    s.add_argument("--recompute", action="store_true", help="recompute r_theta under each checkpoint (one forward "
+                   "per sample) instead of reading the trace.json training recorded in it (also implied by --data, "
+                   "--scores, --keep-ids, and for runs trained before training recorded one)")
     s.add_argument("--device", default="auto")
     s.add_argument("--out", required=True, help="dir for epoch<k>.json (a row per sample) and summary.json")
     s.set_defaults(func=cmd_trace)
@@ -770,6 +805,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--scores", nargs="+", default=[], metavar="DATASET=PATH", help="merged score file per dataset")
     s.add_argument("--kept", nargs="+", default=[], metavar="BASE/DATASET/VARIANT=PATH",
                    help="a filtered variant's kept ids (poft filter's output): Table 4 shows how many it kept")
+    s.add_argument("--traces", nargs="+", default=[], metavar="RUN_DIR", help="`poft train` run dirs whose recorded "
+                   "traces (trace.json per epoch checkpoint) the report shows: PoFT's weights per group, tau vs score")
+    s.add_argument("--trace-records", nargs="+", default=[], metavar="JSON", help="each --traces run's identity, in "
+                   "order: {base, dataset, method, variant, seed}")
     s.add_argument("--paper", action="store_true", help="also the reproduced-vs-reported comparison (paper.md)")
     s.add_argument("--paper-names", default=None, help="our names -> the paper's labels: a YAML/JSON file or inline {...}")
     s.add_argument("--level", type=float, default=0.95, help="of every interval")

@@ -13,7 +13,9 @@ with samples from the epoch's start, which are recorded as trained, since they a
 Several processes (poft.launch): every rank trains; only the first writes files.
 
 Checkpoints: one HF checkpoint (model, tokenizer, resolved config) at the end of every epoch; optimizer
-states are kept only in the newest one (the one a resume needs). A re-run resumes from the newest.
+states are kept only in the newest one (the one a resume needs). A re-run resumes from the newest. Each also holds
+the epoch's mechanism trace (trace.json, poft.trace.record_epoch): per sample its r_theta from the forward the loss
+used, its mean aligned score and PoFT's weight tau, for SFT and DFT runs too (what PoFT would weigh).
 """
 
 from __future__ import annotations
@@ -36,10 +38,11 @@ from .config import from_mapping
 from .chat import IGNORE_INDEX, TokenizationReport, tokenize_chat
 from .io import read_json, write_json
 from .launch import gather_objects, is_main
-from .losses import MEAN_OVER, ObjectiveInputs, get_objective
+from .losses import MEAN_OVER, ObjectiveInputs, get_objective, sequence_mean
 from .runs import TRAIN_MARKER, WEIGHTS_SHA256, CorruptCheckpointError, checkpoint_problem, epoch_checkpoints, \
     weights_checksums
 from .scoring import pad_token_id, target_logps, token_logprobs
+from .trace import TRACE_FILE, record_epoch, recorded_groups
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +90,9 @@ class TrainSpec:
     group_by_length: bool = _help(
         "batches of similar lengths (transformers' length-grouped sampler, seeded: SFT and PoFT runs of one seed "
         "still get the same batches); less padding, less random batches", False)
+    trace_group: str = _help(
+        "meta key of the training samples recorded as their group in each checkpoint's trace.json (the micro "
+        "world's hidden flaw label); never read by the loss", "flaw")
 
     @classmethod
     def from_dict(cls, d: dict) -> "TrainSpec":
@@ -140,7 +146,9 @@ def build_examples(conversations: list[dict], tokenizer, max_length: int, scores
         if tok.n_label_tokens == 0:
             no_labels.append(c["id"])
             continue
-        examples.append({"id": c["id"], "input_ids": tok.input_ids, "labels": tok.labels, "aligned": aligned})
+        # meta rides along for the trace's groups (poft.trace.recorded_groups); the collator never reads it
+        examples.append({"id": c["id"], "input_ids": tok.input_ids, "labels": tok.labels, "aligned": aligned,
+                         "meta": c.get("meta") or {}})
     summary = {
         "n_input": len(conversations),
         "n_train": len(examples),
@@ -231,6 +239,9 @@ class PoFTTrainer(StepShare, Trainer):
         self.objective = get_objective(spec.loss)
         self._metrics: dict[str, list[float]] = defaultdict(list)
         self.seen_steps: list[list[list[str]]] = []  # this rank's: per optimizer step, per micro-batch, the ids
+        # This rank's training forwards since the last save: (step, ids, r_theta [B] detached, on its device; turned
+        # into numbers only at the save, so no step waits for the device).
+        self.seen_policy: list[tuple[int, list[str], torch.Tensor]] = []
 
     def get_batch_samples(self, epoch_iterator, num_batches, device):
         batches, num_items = super().get_batch_samples(epoch_iterator, num_batches, device)
@@ -239,11 +250,13 @@ class PoFTTrainer(StepShare, Trainer):
         return batches, num_items
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        inputs.pop("sample_ids")  # recorded per step by get_batch_samples
+        ids = inputs.pop("sample_ids")  # recorded per step by get_batch_samples
         head = self.accelerator.unwrap_model(model)
         values = objective_inputs(model, head, inputs, self.spec)
         loss, metrics = self.objective(values, self.spec.beta, self.spec.gamma)
-        if model.training:  # an evaluation forward is no share of an optimizer step
+        if model.training:  # an evaluation forward is no share of an optimizer step, nor a weight applied
+            r_theta = sequence_mean(values.policy_logps.detach(), values.policy_index, values.n_samples)
+            self.seen_policy.append((self.state.global_step, ids, r_theta))
             unit = MEAN_OVER[self.spec.loss]
             loss = loss * self.step_share(unit, values.response_logps.numel() if unit == "tokens" else values.n_samples)
         for k, v in metrics.items():
@@ -266,14 +279,17 @@ class EpochCheckpoints(TrainerCallback):
         self.trainer, self.record = trainer, record
 
     def on_save(self, args, state, control, **kwargs):
-        # A collective (every rank calls on_save): each hands in its steps. Having returned, every rank has also
-        # saved its own share of the checkpoint (its RNG state), so the marker below is still written last.
-        steps = step_batches(gather_objects(self.trainer.seen_steps))
-        self.trainer.seen_steps = []
+        # A collective (every rank calls on_save): each hands in its steps and its forwards' r_theta. Having
+        # returned, every rank has also saved its own share of the checkpoint (its RNG state), so the marker below
+        # is still written last.
+        seen = [(step, i, r) for step, ids, values in self.trainer.seen_policy for i, r in zip(ids, values.tolist())]
+        gathered = gather_objects((self.trainer.seen_steps, seen))
+        self.trainer.seen_steps, self.trainer.seen_policy = [], []
         if not state.is_world_process_zero:
             return
         ckpt = Path(args.output_dir) / f"checkpoint-{state.global_step}"
-        write_json(ckpt / "batch_ids.json", steps)
+        write_json(ckpt / "batch_ids.json", step_batches([steps for steps, _ in gathered]))
+        write_json(ckpt / TRACE_FILE, self.trace(round(state.epoch or 0), [s for _, rows in gathered for s in rows]))
         # The marker is written last (a checkpoint without it was cut off) and records the weights' checksums, so
         # that a resume can prove them intact.
         write_json(ckpt / TRAIN_MARKER, {**self.record, "epoch": round(state.epoch or 0),
@@ -284,6 +300,16 @@ class EpochCheckpoints(TrainerCallback):
                     (old / name).unlink(missing_ok=True)
                 for ds in old.glob("global_step*"):  # DeepSpeed's partitioned optimizer states
                     shutil.rmtree(ds, ignore_errors=True)
+
+
+    def trace(self, epoch: int, seen: list[tuple[int, str, float]]) -> dict:
+        """The epoch's trace.json: r_theta is the model's when the batch was seen (train mode; the micro models have
+        no dropout), so tau is the weight the loss actually applied (PoFT), or would have (SFT, DFT)."""
+        spec, examples = self.trainer.spec, self.trainer.train_dataset
+        rows = record_epoch(seen, {e["id"]: e for e in examples}, spec.beta, spec.gamma,
+                            recorded_groups(examples, spec.trace_group))
+        return {"meta": {"epoch": epoch, "loss": spec.loss, "beta": spec.beta, "gamma": spec.gamma,
+                         "group_key": spec.trace_group, "r_theta": "recorded in training"}, "rows": rows}
 
 
 def step_batches(per_rank: list[list[list[list[str]]]]) -> list[list[str]]:

@@ -22,6 +22,7 @@ from poft.cli import main
 from poft.launch import accelerate_flags, check_ranks, launch_command, launch_prefix, needs_relaunch, \
     threads_per_process
 from poft.runs import epoch_checkpoints
+from poft.trace import TRACE_FILE
 from poft.training import step_batches
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -146,11 +147,16 @@ def batch_ids(run: Path) -> list:
     return [json.loads((c / "batch_ids.json").read_text()) for c in epoch_checkpoints(run).values()]
 
 
+def traces(run: Path) -> list[list[dict]]:
+    """Per epoch, the rows of the mechanism trace training recorded (poft.trace.TRACE_FILE)."""
+    return [json.loads((c / TRACE_FILE).read_text())["rows"] for c in epoch_checkpoints(run).values()]
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("loss", ["sft", "poft"])
 def test_two_ranks_train_as_one_process_with_the_whole_batch(trained, loss):
     """SFT's mean is over the step's tokens, PoFT's over its samples: each rank's share of the step counts both over
-    the ranks. The same weights, and the same batches recorded in the same order."""
+    the ranks. The same weights, the same batches recorded in the same order, and the same trace: every sample once."""
     runs = {layout: trained(loss, layout) for layout in LAYOUTS}
     one = final_weights(runs["one"])
     for layout in ("accumulated", "ranks"):
@@ -158,6 +164,10 @@ def test_two_ranks_train_as_one_process_with_the_whole_batch(trained, loss):
         for k, v in one.items():
             torch.testing.assert_close(weights[k], v, rtol=0, atol=1e-5, msg=f"{layout}: {k}")
         assert batch_ids(runs[layout]) == batch_ids(runs["one"])
+        for mine, ones in zip(traces(runs[layout]), traces(runs["one"])):  # every rank's forwards, gathered
+            assert [r["id"] for r in mine] == [r["id"] for r in ones] == sorted({r["id"] for r in ones})
+            assert len(mine) == 16 and [r["r_theta"] for r in mine] == pytest.approx([r["r_theta"] for r in ones],
+                                                                                    abs=1e-5)
     epoch1, epoch2 = batch_ids(runs["ranks"])
     assert [len(step) for step in epoch1 + epoch2] == [8] * 4 and sorted(sum(epoch1, [])) == sorted(sum(epoch2, []))
     ckpt = epoch_checkpoints(runs["ranks"])[1]

@@ -1,4 +1,5 @@
-"""poft trace: PoFT's weight tau per training sample and epoch checkpoint, and its shares per group of samples.
+"""poft trace: PoFT's weight tau per training sample and epoch checkpoint, and its shares per group of samples;
+training records it in every checkpoint (trace.json) from the forward its loss uses.
 
     python -m pytest -q tests/test_trace.py
 """
@@ -14,9 +15,12 @@ from test_training import write_run_inputs
 from poft.chat import tokenize_chat
 from poft.cli import main
 from poft.data import read_conversations, save_conversations
+from poft.losses import poft_weight
 from poft.runs import epoch_checkpoints
 from poft.scoring import load_model_and_tokenizer, mean_logprobs, pad_token_id
-from poft.trace import groups_of, most_down_weighted, trace_rows, weight_shares
+from poft.trace import TRACE_FILE, groups_of, most_down_weighted, record_epoch, recorded_groups, \
+    sample_policy_scores, trace_rows, weight_shares
+from poft.training import TrainSpec, build_examples
 
 
 def test_trace_rows_are_poft_weights_by_hand():
@@ -54,8 +58,10 @@ def trained_run(tmp_path_factory):
                  str(root / "merged.json"), "--set", "loss=poft", "--set", "num_train_epochs=2", "--set",
                  "per_device_train_batch_size=4", "--set", "max_length=96", "--set", "beta=2.0", "--set", "gamma=0.5",
                  "--out", str(root / "run")]) in (0, None)
-    assert main(["trace", "--run", str(root / "run"), "--group-by", "flaw", "--top", "3", "--out",
+    assert main(["trace", "--run", str(root / "run"), "--group-by", "flaw", "--top", "3", "--recompute", "--out",
                  str(root / "trace")]) in (0, None)
+    assert main(["trace", "--run", str(root / "run"), "--group-by", "flaw", "--top", "3", "--out",
+                 str(root / "trace-recorded")]) in (0, None)
     return root, convs, scores
 
 
@@ -97,3 +103,71 @@ def test_a_sample_without_the_group_key_is_named(trained_run, tmp_path):
     with pytest.raises(ValueError) as e:
         groups_of(read_conversations(tmp_path / "data.jsonl"), "flaw", "data.jsonl")
     assert str(e.value) == "data.jsonl: 1 sample(s) have no meta field 'flaw', e.g. 'c4'"
+
+
+def test_poft_trace_reads_what_training_recorded(trained_run):
+    """Without --recompute, the rows are the checkpoints' trace.json, regrouped by --group-by."""
+    root, convs, _ = trained_run
+    assert json.loads((root / "trace-recorded" / "summary.json").read_text())["recorded"] is True
+    for epoch, ckpt in epoch_checkpoints(root / "run").items():
+        recorded = json.loads((ckpt / TRACE_FILE).read_text())["rows"]
+        written = json.loads((root / "trace-recorded" / f"epoch{epoch}.json").read_text())
+        assert written["rows"] == recorded and written["meta"]["r_theta"] == "recorded in training"
+
+
+def test_recorded_groups_invent_no_label():
+    """No example has the key: all in "all"; some have it: the others None."""
+    assert recorded_groups([{"id": "a", "meta": {}}, {"id": "b"}], "flaw") == {"a": "all", "b": "all"}
+    assert recorded_groups([{"id": "a", "meta": {"flaw": "typo"}}, {"id": "b", "meta": {}}], "flaw") == {
+        "a": "typo", "b": None}
+
+
+def test_an_epoch_record_keeps_each_samples_first_value_sorted_by_id():
+    """(step, id, r_theta) from two ranks; 'a' seen again in the last step (accelerate's completed last batch)."""
+    examples = {i: {"id": i, "aligned": [-1.0, -3.0]} for i in "abc"}
+    seen = [(0, "b", -1.0), (1, "a", -3.0), (0, "a", -2.0), (1, "c", -2.0)]
+    rows = record_epoch(seen, examples, 1.0, 0.0, {"a": "x", "b": "y", "c": None})
+    assert [(r["id"], r["r_theta"], r["group"], r["aligned"]) for r in rows] == [
+        ("a", -2.0, "x", -2.0), ("b", -1.0, "y", -2.0), ("c", -2.0, None, -2.0)]
+    assert rows[0]["tau"] == 0.5 and rows[1]["tau"] == pytest.approx(1 / (1 + math.exp(1)), abs=1e-12)
+    unscored = {i: {"id": i, "aligned": None} for i in "abc"}  # an SFT run without a score file
+    assert [(r["aligned"], r["tau"]) for r in record_epoch(seen, unscored, 1, 0, {})] == [(None, None)] * 3
+
+
+@pytest.fixture(scope="module")
+def frozen_run(tmp_path_factory):
+    """A PoFT run with learning rate 0 (weights never change) on 10 samples in batches of 4 (the last holds 2);
+    a 'flaw' in every sample's meta."""
+    root = tmp_path_factory.mktemp("frozen")
+    convs = make_conversations(10, seed=8)
+    for k, c in enumerate(convs):
+        c["meta"] = {"flaw": "typo" if k % 2 else "clean"}
+    convs, scores = write_run_inputs(root, "chatml", 4, convs)
+    sets = {"loss": "poft", "learning_rate": 0, "num_train_epochs": 2, "per_device_train_batch_size": 4,
+            "max_length": 96, "beta": 1.5, "gamma": 0.25}
+    assert main(["train", "--data", str(root / "data.jsonl"), "--model", str(root / "model"), "--scores",
+                 str(root / "merged.json"), *[a for k, v in sets.items() for a in ("--set", f"{k}={v}")], "--out",
+                 str(root / "run")]) in (0, None)
+    return root, convs, scores, TrainSpec.from_dict(sets)
+
+
+def test_training_records_the_weight_its_loss_applied(frozen_run):
+    """Per epoch checkpoint: every sample once, sorted by id, its group from meta['flaw']; tau = poft_weight of the
+    recorded r_theta and aligned; r_theta = the checkpoint's (the weights the batch saw) within 1e-5."""
+    root, convs, scores, spec = frozen_run
+    flaws = {c["id"]: c["meta"]["flaw"] for c in convs}
+    for epoch, ckpt in epoch_checkpoints(root / "run").items():
+        trace = json.loads((ckpt / TRACE_FILE).read_text())
+        assert trace["meta"] | {"beta": 1.5, "gamma": 0.25, "epoch": epoch, "group_key": "flaw"} == trace["meta"]
+        rows = trace["rows"]
+        assert [r["id"] for r in rows] == sorted(flaws)  # each sample exactly once
+        assert all(r["group"] == flaws[r["id"]] for r in rows)
+        tau = poft_weight(torch.tensor([r["r_theta"] for r in rows], dtype=torch.float64),
+                          torch.tensor([r["aligned"] for r in rows], dtype=torch.float64), 1.5, 0.25)
+        assert tau.tolist() == pytest.approx([r["tau"] for r in rows], abs=1e-6)
+        model, tok = load_model_and_tokenizer(str(ckpt), "cpu", "float32")
+        examples, _ = build_examples(read_conversations(root / "data.jsonl"), tok, 96, scores)
+        by_id = dict(zip([e["id"] for e in examples], sample_policy_scores(model, examples, spec, pad_token_id(tok))))
+        assert [r["r_theta"] for r in rows] == pytest.approx([by_id[r["id"]] for r in rows], abs=1e-5)
+        assert [r["aligned"] for r in rows] == pytest.approx([sum(e["aligned"]) / 3 for e in
+                                                              sorted(examples, key=lambda e: e["id"])], abs=1e-12)

@@ -9,6 +9,7 @@ PoFT - SFT effects over seeds x items, claim verdicts, plots and an HTML report.
     contrasts.py  arms of the grid -> d[seed, item] -> effects;  stats.py  PoFT - SFT for every cell
     power.py      `poft plan-power`: seeds x items needed per claim cell, from measured variance components
     claims.py     C1-C10 (+ control K1) as rules -> Verdict
+    trace.py      the traces training recorded -> PoFT's weight share per flaw group, most down-weighted samples
     paper.py      the paper's numbers (results/paper/) beside the reproduced ones
     plots.py      PNG figures;  render.py  Markdown / HTML;  build.py  `build_report`, the entry point
 """

@@ -11,9 +11,10 @@ a plot without data now, are removed so the directory never mixes two runs):
     baselines.csv      DFT - SFT and PoFT - DFT, paired the same way (only when DFT runs are in the grid)
     headroom.csv       the label controls: SFT(clean only) - SFT(all) and each flaw's harm (`headroom`)
     summary.json       headroom vs MDE, harm, captured share, weight shares, verdicts, DAG time (`digest`)
-    tables.md          what ran, Overall gaps, Tables 1-5 analogues, noise study, control, paired differences
+    tables.md          what ran, Overall gaps, Tables 1-5 analogues, noise study, control, paired differences,
+                       headroom, PoFT's weights per flaw (data share vs weight share), the most down-weighted samples
     claims.md          a verdict per claim C1-C10 (+ control K1) with its numbers; C11 pointed to unit tests
-    plots/*.png        epoch curves, aligned-score distributions, tau vs score, win rates (those with data)
+    plots/*.png        epoch curves, aligned-score distributions, tau vs score (recorded), win rates (those with data)
     paper.md, reproduced_vs_reported.csv   with paper=True: every reported cell beside the reproduced one
     index.md, report.html                  the summary and a self-contained page (PNGs embedded)
 """
@@ -29,6 +30,7 @@ import pandas as pd
 
 from ..io import atomic_path, read_json, write_json, write_text
 from . import digest, headroom, plots, render, tables
+from . import trace as traces
 from .claims import Evidence, judge, rules
 from .bundle import evidence, read_bundle, write_bundle
 from .collect import OVERALL, MetricsFileError, collect, collect_items, overall_gaps
@@ -137,7 +139,7 @@ def build_report(records: Iterable[Mapping], out_dir: str | Path, overall_tasks:
                  chat_tasks: list[str] | None = None, focus_task: str | None = None,
                  noise_datasets: list[str] | None = None, main_datasets: list[str] | None = None,
                  scores: Mapping | None = None, kept: Mapping | None = None,
-                 target_logp: Mapping | None = None, paper: bool = False, paper_names: dict | None = None,
+                 trace_runs: Iterable[Mapping] = (), paper: bool = False, paper_names: dict | None = None,
                  paper_dir: str | Path | None = None, level: float = 0.95, min_effect: float | None = 1.0,
                  dag_seconds: float | None = None) -> dict[str, Path]:
     """Aggregate one grid's metrics into out_dir (see the module docstring); returns {output name: path}.
@@ -147,7 +149,8 @@ def build_report(records: Iterable[Mapping], out_dir: str | Path, overall_tasks:
     the noise study's datasets ordered clean -> noisiest; main_datasets: C1-C5's datasets (the config's
     grid.main; default: see `Evidence.main_datasets`); scores: {dataset: merged score file (path or
     object)}; kept: {"base/dataset/variant": the filter's output (path or object)} for Table 4's kept
-    counts; target_logp: {dataset: {id: the target's mean log p}} or a path per dataset (tau plot);
+    counts; trace_runs: {base, dataset, method, variant, seed, run_dir} of each training run whose recorded
+    trace (poft.report.trace) the weights table and the tau plot show;
     paper: also write the reproduced-vs-reported comparison, mapping our names with paper_names;
     level: of every interval; min_effect: delta of the verdict rules (Overall points), declared before the run;
     dag_seconds: the DAG's wall time so far (summary.json).
@@ -160,12 +163,11 @@ def build_report(records: Iterable[Mapping], out_dir: str | Path, overall_tasks:
     raw = collect(records)
     if chat_tasks is None:
         chat_tasks = sorted(raw.loc[raw["metric"] == "win_rate", "task"].unique())
-    logp = {ds: _load("target score file", v) for ds, v in (target_logp or {}).items()}
     options = {"overall_tasks": list(overall_tasks), "chat_tasks": list(chat_tasks), "focus_task": focus_task,
                "noise_datasets": list(noise_datasets or []), "main_datasets": main_datasets, "paper": paper,
                "paper_names": paper_names, "level": level, "min_effect": min_effect, "dag_seconds": dag_seconds}
     write_bundle(out / "data", raw, collect_items(records), _load_scores(scores), _load_kept(kept), options,
-                 {ds: dict(v) for ds, v in logp.items()})
+                 traces.collect_traces(trace_runs))
     return report_from_data(out / "data", out, paper_dir)
 
 
@@ -176,7 +178,7 @@ def report_from_data(data_dir: str | Path, out_dir: str | Path, paper_dir: str |
     ev = evidence(data)
     o, df, spreads = data["options"], ev.df, ev.spreads or {}
     overall_tasks, chat_tasks, noise_datasets, level = ev.overall_tasks, ev.chat_tasks, ev.noise_datasets, ev.level
-    raw, score_objs, logp = data["results"], data["scores"], data["target_logp"]
+    raw, score_objs, trace = data["results"], data["scores"], data["trace"]
     made = {
         "table1": tables.table1(df, overall_tasks), "table2": tables.table2(df, chat_tasks),
         "table3": tables.table3(df, chat_tasks), "table4": tables.table4(df, data["kept"]),
@@ -200,6 +202,8 @@ def report_from_data(data_dir: str | Path, out_dir: str | Path, paper_dir: str |
         md.append(baselines_markdown(baselines, [OVERALL, *chat_tasks], level))
     if len(head):
         md.append(headroom.markdown(head, cap, level))
+    weights = weights_sections(trace)
+    md += [f"## {title}\n\n{note}\n\n{render.markdown(frame)}" for title, note, frame in weights]
     if spreads:
         md += ["## Aligned-score spread per dataset (population std, nats / token)\n",
                render.markdown(pd.DataFrame({"dataset": list(spreads), "spread": list(spreads.values())}))]
@@ -216,7 +220,8 @@ def report_from_data(data_dir: str | Path, out_dir: str | Path, paper_dir: str |
     if len(head):
         _write_csv(out / "headroom.csv", head)
         written["headroom.csv"] = out / "headroom.csv"
-    write_json(out / "summary.json", digest.summary(ev, diffs, head, cap, verdicts, dag_seconds=o.get("dag_seconds")))
+    write_json(out / "summary.json", digest.summary(ev, diffs, head, cap, verdicts, traces.weight_shares(trace),
+                                                    o.get("dag_seconds")))
     written["summary.json"] = out / "summary.json"
     write_text(out / "tables.md", "\n".join(md))
     pdir = out / "plots"
@@ -228,7 +233,8 @@ def report_from_data(data_dir: str | Path, out_dir: str | Path, paper_dir: str |
     figs = {"forest.png": forest,
             "epoch_curves.png": plots.epoch_curves(df, pdir / "epoch_curves.png"),
             "score_distributions.png": plots.score_distributions(score_objs, pdir / "score_distributions.png"),
-            "tau_vs_score.png": plots.tau_vs_score(score_objs, logp, pdir / "tau_vs_score.png"),
+            "tau_vs_score.png": plots.tau_vs_score(traces.last_epoch_points(trace), ev.main_datasets,
+                                                   pdir / "tau_vs_score.png"),
             "win_rates.png": plots.win_rates(df, list(chat_tasks), pdir / "win_rates.png")}
     written.update({f"plots/{k}": v for k, v in figs.items() if v is not None})
 
@@ -241,12 +247,35 @@ def report_from_data(data_dir: str | Path, out_dir: str | Path, paper_dir: str |
 
     write_text(out / "index.md", _index(written, verdicts, overall_tasks, chat_tasks, ev))
     write_text(out / "report.html", _html(raw, made, extra, diffs, baselines, (head, cap), chat_tasks, verdicts, ev,
-                                          written, side))
+                                          written, side, weights))
     written.update({"index.md": out / "index.md", "report.html": out / "report.html"})
     for name in [*FILES, *(f"plots/{p}" for p in PLOTS)]:  # leftovers of an earlier call
         if name not in written:
             (out / name).unlink(missing_ok=True)
     return written
+
+
+def weights_sections(trace: pd.DataFrame) -> list[tuple[str, str, pd.DataFrame]]:
+    """(title, note, formatted frame) of the trace's tables, those with rows: PoFT's weight share per group and
+    epoch beside its data share, and the most down-weighted samples of data without group labels."""
+    shares, low = traces.shares_table(trace), traces.most_down_weighted(trace)
+    out = []
+    if len(shares):
+        frame = pd.DataFrame({"dataset": shares["dataset"], "group": shares["group"], "epoch": shares["epoch"],
+                              **{c.replace("_", " "): shares[c].map(lambda x: render.fmt(x, 3))
+                                 for c in ("data_share", "weight_share", "mean_tau")}, "runs": shares["runs"]})
+        out.append(("PoFT's weights per flaw (data share vs weight share)",
+                    "Per dataset, group (the samples' recorded meta label) and epoch, over PoFT's full runs (mean "
+                    "over bases and seeds): data share = the group's share of the samples; weight share = its share "
+                    "of the summed tau, the weights PoFT's loss applied (recorded in training). Weight share below "
+                    "data share: PoFT weighs the group below an average sample.", frame))
+    if len(low):
+        frame = low.assign(tau=low["tau"].map(lambda x: render.fmt(x, 3)),
+                           aligned=low["aligned"].map(lambda x: render.fmt(x, 3)))
+        out.append(("Most down-weighted samples (data without group labels)",
+                    "PoFT's full runs at their last epoch: the samples of least tau (mean over bases and seeds), "
+                    "with their mean aligned score (nats / token); what PoFT drops first, to be read.", frame))
+    return out
 
 
 def _index(written, verdicts, overall_tasks, chat_tasks, ev: Evidence) -> str:
@@ -268,7 +297,8 @@ def _img(name: str, path) -> str:
     return f"<h3>{name}</h3><img alt='{name}' src='data:image/png;base64,{data}'>"
 
 
-def _html(raw, made, extra, diffs, baselines, controls, chat_tasks, verdicts, ev: Evidence, written, side) -> str:
+def _html(raw, made, extra, diffs, baselines, controls, chat_tasks, verdicts, ev: Evidence, written, side,
+          weights) -> str:
     """The claims first (one line each, how to read them, the forest plot), then what ran, the tables, each
     claim's comparisons, the paired differences and the other plots."""
     level = ev.level
@@ -286,6 +316,8 @@ def _html(raw, made, extra, diffs, baselines, controls, chat_tasks, verdicts, ev
     if len(head):
         body += ["<h2>Headroom and flaw harm (label controls)</h2>", render.frame_html(head)]
         body += ["<h2>Share of the headroom PoFT captures</h2>", render.frame_html(cap)] if len(cap) else []
+    for title, note, frame in weights:
+        body += [f"<h2>{html.escape(title)}</h2>", render.frame_html(frame), f"<p class='note'>{html.escape(note)}</p>"]
     body += [_img(n, p) for n, p in written.items() if n.startswith("plots/") and n != "plots/forest.png"]
     if side is not None:
         body += ["<h2>Reproduced vs reported</h2>", render.frame_html(side)]

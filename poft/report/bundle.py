@@ -2,7 +2,8 @@
 
     <results>/data/results.parquet   every checkpoint x task metric (collect's long table, no Overall rows)
     <results>/data/items.parquet     every checkpoint x task x item score (percent), with item groups
-    <results>/data/scores.parquet    each dataset's mean aligned score per sample, and target scores if given
+    <results>/data/scores.parquet    each dataset's mean aligned score per sample
+    <results>/data/trace.parquet     every run's recorded trace: per epoch and sample, r_theta, aligned, tau, group
     <results>/data/inputs.json       filter outputs' counts (Table 4) and the report's options
 
 `poft report` writes this folder first and builds every output from what it reads back, so
@@ -20,10 +21,12 @@ import pandas as pd
 from ..io import atomic_path, read_json, write_json
 from .collect import COLUMNS, ITEM_COLUMNS, MetricsFileError, _typed, with_overall
 from .stats import score_spread
+from .trace import TRACE_COLUMNS, typed as typed_trace
 from .verdicts import Evidence
 
 SCHEMA = "poft.report-data/1"
 FILES = ("results.parquet", "items.parquet", "scores.parquet", "inputs.json")
+TRACE = "trace.parquet"  # written by every report since runs record traces; a folder from before has none
 
 
 def _write_parquet(path: Path, frame: pd.DataFrame) -> None:
@@ -32,16 +35,16 @@ def _write_parquet(path: Path, frame: pd.DataFrame) -> None:
 
 
 def write_bundle(folder: str | Path, results: pd.DataFrame, items: pd.DataFrame, scores: dict[str, dict],
-                 kept: dict[tuple, dict], options: dict, target_logp: dict[str, dict] | None = None) -> None:
-    """scores: {dataset: merged score file}; target_logp: {dataset: {id: the target's mean log p}}."""
+                 kept: dict[tuple, dict], options: dict, trace: pd.DataFrame) -> None:
+    """scores: {dataset: merged score file}; trace: poft.report.trace.collect_traces' frame."""
     folder = Path(folder)
     _write_parquet(folder / "results.parquet", results[COLUMNS])
     _write_parquet(folder / "items.parquet", items[ITEM_COLUMNS])
+    _write_parquet(folder / TRACE, typed_trace(trace))
+    # "kind": the layout of earlier folders, which held the target's scores too (kind "target")
     rows = [{"dataset": ds, "kind": "aligned", "id": str(r["id"]),
              "score": math.nan if r["score"] is None else float(r["score"])}
             for ds, obj in sorted(scores.items()) for r in obj["rows"]]
-    rows += [{"dataset": ds, "kind": "target", "id": str(i), "score": float(v)}
-             for ds, table in sorted((target_logp or {}).items()) for i, v in table.items()]
     _write_parquet(folder / "scores.parquet", pd.DataFrame(rows, columns=["dataset", "kind", "id", "score"]))
     write_json(folder / "inputs.json", {"schema": SCHEMA, "options": options,
                                         "kept": [{"base": b, "dataset": d, "variant": v, **meta}
@@ -49,7 +52,7 @@ def write_bundle(folder: str | Path, results: pd.DataFrame, items: pd.DataFrame,
 
 
 def read_bundle(folder: str | Path) -> dict:
-    """{"results", "items", "scores", "kept", "options"} as `write_bundle` took them."""
+    """{"results", "items", "scores", "kept", "options", "trace"} as `write_bundle` took them."""
     folder = Path(folder)
     missing = [f for f in FILES if not (folder / f).is_file()]
     if missing:
@@ -62,14 +65,14 @@ def read_bundle(folder: str | Path) -> dict:
     items = pd.read_parquet(folder / "items.parquet").astype({"seed": "Int64", "epoch": "Int64", "score": "float64",
                                                               "item": "string", "group": "string"})
     sc = pd.read_parquet(folder / "scores.parquet")
-    aligned, target = sc[sc["kind"] == "aligned"], sc[sc["kind"] == "target"]
+    aligned = sc[sc["kind"] == "aligned"]
     scores = {ds: {"meta": {}, "rows": [{"id": i, "score": None if math.isnan(s) else s}
                                         for i, s in zip(g["id"], g["score"])]}
               for ds, g in aligned.groupby("dataset", sort=True)}
-    target_logp = {ds: dict(zip(g["id"], g["score"])) for ds, g in target.groupby("dataset", sort=True)}
     kept = {(k.pop("base"), k.pop("dataset"), k.pop("variant")): k for k in (dict(x) for x in inputs["kept"])}
-    return {"results": results, "items": items, "scores": scores, "target_logp": target_logp, "kept": kept,
-            "options": inputs["options"]}
+    trace = pd.read_parquet(folder / TRACE) if (folder / TRACE).is_file() else pd.DataFrame(columns=TRACE_COLUMNS)
+    return {"results": results, "items": items, "scores": scores, "kept": kept, "options": inputs["options"],
+            "trace": typed_trace(trace)}
 
 
 def evidence(data: dict) -> Evidence:

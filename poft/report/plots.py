@@ -2,7 +2,7 @@
 
     epoch_curves       Overall per epoch, SFT vs PoFT, one panel per dataset (mean over seeds, band = +- std)
     score_distributions  histogram of the mean aligned score per sample, one curve per dataset (paper Fig. 2)
-    tau_vs_score       tau = sigmoid(mean_j r_j - r_theta) against the mean aligned score, per dataset
+    tau_vs_score       tau as training applied it (its recorded trace) against the mean aligned score, per group
     win_rates          win rate at the last epoch, SFT vs PoFT bars (mean +- std over seeds)
 Each function returns the path it wrote, or None when it has nothing to draw (no file is written then).
 Scores are mean per-token log-likelihoods (nats / token); a sample without a score from every aligned model
@@ -99,23 +99,23 @@ def score_distributions(scores: dict[str, dict], path: str | Path) -> Path | Non
     return _save(fig, path)
 
 
-def tau_vs_score(scores: dict[str, dict], target_logp: dict[str, dict[str, float]], path: str | Path,
-                 beta: float = 1.0, gamma: float = 0.0) -> Path | None:
-    """tau = sigmoid(-(beta * (r_theta - mean_j r_j) + gamma)) (sigmoid(mean_j r_j - r_theta) at the paper's
-    beta=1, gamma=0) per sample against its mean aligned score, for datasets with target scores."""
-    common = sorted(set(scores) & set(target_logp or {}))
-    if not common:
+def tau_vs_score(points: pd.DataFrame, datasets: list[str], path: str | Path) -> Path | None:
+    """PoFT's weight tau as training applied it (y) against the sample's mean aligned score (x) at the last epoch,
+    one colour per group (the data's flaw label), one panel per dataset of `datasets` with points
+    (poft.report.trace.last_epoch_points: a point per sample, tau the mean over bases and seeds)."""
+    shown = [ds for ds in datasets if (points["dataset"] == ds).any()]
+    if not shown:
         return None
-    fig, axes = _panels(len(common))
-    for ax, ds in zip(axes, common):
-        pairs = [(r["score"], target_logp[ds][r["id"]]) for r in scores[ds]["rows"]
-                 if r["score"] is not None and target_logp[ds].get(r["id"]) is not None]
-        if pairs:
-            a, t = np.array(pairs, dtype=float).T
-            tau = 1 / (1 + np.exp(beta * (t - a) + gamma))
-            ax.scatter(a, tau, s=6, alpha=0.5)
-        ax.set(title=f"{ds} (n={len(pairs)})", xlabel="mean aligned score", ylabel="tau", ylim=(0, 1))
-    fig.suptitle("PoFT's per-sample weight tau against the aligned score")
+    fig, axes = _panels(len(shown))
+    groups = sorted(points["group"].unique())
+    colors = {g: PALETTE[i % len(PALETTE)] for i, g in enumerate(groups)}  # the same group, the same colour
+    for ax, ds in zip(axes, shown):
+        d = points[points["dataset"] == ds]
+        for group, g in d.groupby("group"):
+            ax.scatter(g["aligned"], g["tau"], s=8, alpha=0.6, color=colors[group], label=f"{group} ({len(g)})")
+        ax.set(title=ds, xlabel="mean aligned score (nats / token)", ylabel="tau", ylim=(0, 1))
+        ax.legend(fontsize=7)
+    fig.suptitle("PoFT's per-sample weight tau at the last epoch, against the aligned score")
     return _save(fig, path)
 
 

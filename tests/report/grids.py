@@ -52,3 +52,16 @@ class Grid:
                                     metric = "win_rate" if t == WIN else "acc"
                                     self.add(b, d, m, v, s, e, t, value(b, d, m, v, s, e, t), metric)
         return self
+
+
+def write_trace_run(run_dir: Path, taus: dict[int, dict[str, tuple[str, float]]], aligned: float = -1.0) -> Path:
+    """A `poft train` run dir as the report reads its traces: per epoch a checkpoint (its marker names the epoch)
+    with trace.json rows {id: (group, tau)}, r_theta and aligned made up."""
+    for epoch, rows in taus.items():
+        ckpt = run_dir / f"checkpoint-{10 * epoch}"
+        ckpt.mkdir(parents=True)
+        (ckpt / "poft_train_config.json").write_text(json.dumps({"epoch": epoch}))
+        (ckpt / "trace.json").write_text(json.dumps({"meta": {"epoch": epoch}, "rows": [
+            {"id": i, "group": g, "r_theta": -1.5, "aligned": aligned - k / 10, "tau": t}
+            for k, (i, (g, t)) in enumerate(sorted(rows.items()))]}))
+    return run_dir

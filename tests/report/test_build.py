@@ -9,7 +9,9 @@ import pytest
 from poft.report import MetricsFileError, build_report, plots, report_from_data
 from poft.report.collect import collect, with_overall
 
-from .grids import TASKS, WIN
+from poft.report.trace import collect_traces, last_epoch_points
+
+from .grids import TASKS, WIN, write_trace_run
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -24,6 +26,19 @@ def scores(datasets=("d1", "d2"), n=60):
     return out
 
 
+def trace_runs(root):
+    """Recorded traces: d1's PoFT runs (seeds 0, 1) with flaw labels, an SFT run beside them, and d2 unlabelled."""
+    out = []
+    for method, seed, dataset in (("poft", 0, "d1"), ("poft", 1, "d1"), ("sft", 0, "d1"), ("poft", 0, "d2")):
+        groups = ["clean", "clean", "typo"] if dataset == "d1" else ["all"] * 3
+        taus = {e: {f"{dataset}-{k}": (g, 0.2 + 0.1 * k + 0.05 * e + 0.01 * seed) for k, g in enumerate(groups)}
+                for e in (1, 2, 3)}
+        run_dir = write_trace_run(root / f"{method}-{dataset}-{seed}", taus)
+        out.append({"base": "b1", "dataset": dataset, "method": method, "variant": "full", "seed": seed,
+                    "run_dir": run_dir})
+    return out
+
+
 @pytest.fixture
 def small(grid):
     grid.runs(lambda b, d, m, v, s, e, t: 50 + e + s + (2 if m == "poft" else 0), datasets=("d1", "d2"),
@@ -35,10 +50,10 @@ def test_build_report_writes_everything(small, tmp_path):
     sc = scores()
     score_file = tmp_path / "d2_scores.json"
     score_file.write_text(json.dumps(sc["d2"]))
-    logp = {"d1": {r["id"]: -1.1 for r in sc["d1"]["rows"]}}
     out = tmp_path / "report"
     written = build_report(small.records, out, TASKS, focus_task="arith", scores={"d1": sc["d1"], "d2": score_file},
-                           target_logp=logp, paper=True, paper_names={"dataset": {"d1": "OpenHermes"}})
+                           trace_runs=trace_runs(tmp_path / "runs"), paper=True,
+                           paper_names={"dataset": {"d1": "OpenHermes"}})
     expected = {"results.csv", "runs.csv", "differences.csv", "tables.md", "claims.md", "paper.md",
                 "reproduced_vs_reported.csv", "index.md", "report.html", "plots/forest.png", "plots/epoch_curves.png",
                 "plots/score_distributions.png", "plots/tau_vs_score.png", "plots/win_rates.png", "summary.json"}
@@ -51,7 +66,15 @@ def test_build_report_writes_everything(small, tmp_path):
     tables_md = (out / "tables.md").read_text()
     assert "## Table 1 analogue" in tables_md and "| b1 | sft | d1 |" in tables_md and WIN in tables_md
     assert "## C1: holds" in (out / "claims.md").read_text()
+    # PoFT's weights per flaw, d1 epoch 1: seed 0's taus 0.25, 0.35 (clean), 0.45 (typo): typo's share 0.45 / 1.05;
+    # seed 1's each 0.01 more: 0.46 / 1.08. Mean 0.4272 (weight share), mean tau 0.455, data share 1/3; SFT left out.
+    assert "## PoFT's weights per flaw (data share vs weight share)" in tables_md
+    assert "| d1 | typo | 1 | 0.333 | 0.427 | 0.455 | 2 |" in tables_md
+    assert "## Most down-weighted samples (data without group labels)" in tables_md
+    assert "| d2 | d2-0 | all | 0.350 |" in tables_md  # its least tau at epoch 3: 0.2 + 0.05 * 3
+    assert len(pd.read_parquet(out / "data" / "trace.parquet")) == 4 * 3 * 3
     html = (out / "report.html").read_text()
+    assert "<h2>PoFT&#x27;s weights per flaw (data share vs weight share)</h2>" in html
     assert html.count("data:image/png;base64,") == 5 and "Claims" in html
     assert html.index("<h2>Claims</h2>") < html.index("plots/forest.png") < html.index("<h2>What ran</h2>")
     assert "| C1 | holds |" in (out / "index.md").read_text()
@@ -65,6 +88,7 @@ def test_build_report_writes_everything(small, tmp_path):
     # a second call with less to show removes what it no longer produces
     written = build_report(small.records, out, TASKS)
     assert not (out / "plots/score_distributions.png").exists() and not (out / "paper.md").exists()
+    assert not (out / "plots/tau_vs_score.png").exists() and "PoFT's weights" not in (out / "tables.md").read_text()
     assert (out / "plots/epoch_curves.png").exists() and "plots/epoch_curves.png" in written
 
 
@@ -80,13 +104,15 @@ def test_bad_score_file_is_named(small, tmp_path):
 def test_plots_alone(small, tmp_path):
     df = with_overall(collect(small.records), TASKS)
     sc = scores()
+    points = last_epoch_points(collect_traces(trace_runs(tmp_path / "runs")))
+    assert len(points) == 6 and set(points["group"]) == {"clean", "typo", "all"}  # one point per sample
     paths = [plots.epoch_curves(df, tmp_path / "a.png"), plots.score_distributions(sc, tmp_path / "b.png"),
-             plots.tau_vs_score(sc, {"d2": {r["id"]: -0.5 for r in sc["d2"]["rows"]}}, tmp_path / "c.png"),
+             plots.tau_vs_score(points, ["d1", "d2"], tmp_path / "c.png"),
              plots.win_rates(df, [WIN], tmp_path / "d.png")]
     for p in paths:
         assert p.read_bytes()[:8] == PNG and p.stat().st_size > 1000
     assert plots.win_rates(df, [], tmp_path / "e.png") is None and not (tmp_path / "e.png").exists()
-    assert plots.tau_vs_score(sc, {}, tmp_path / "f.png") is None
+    assert plots.tau_vs_score(points, ["d3"], tmp_path / "f.png") is None
     assert plots.epoch_curves(df[df["method"] == "aligned"], tmp_path / "g.png") is None
 
 
@@ -120,3 +146,4 @@ def test_dft_runs_bring_baseline_differences(grid, tmp_path):
     assert diffs["mean"].tolist() == pytest.approx([2.0, 2.0])
     build_report([r for r in grid.records if r["method"] != "dft"], out, TASKS)
     assert not (out / "baselines.csv").exists()  # no DFT arm any more: no stale baselines file
+

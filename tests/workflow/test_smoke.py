@@ -28,7 +28,8 @@ pytestmark = pytest.mark.slow  # a whole DAG run: minutes
 
 SMOKE = ROOT / "workflows" / "configs" / "smoke.yaml"
 REPORT_FILES = ("tables.md", "claims.md", "index.md", "report.html", "results.csv", "runs.csv", "differences.csv",
-                "records.jsonl", "data/results.parquet", "data/items.parquet", "data/scores.parquet", "data/inputs.json")
+                "records.jsonl", "data/results.parquet", "data/items.parquet", "data/scores.parquet",
+                "data/trace.parquet", "data/inputs.json")
 KEYS = ["base", "dataset", "method", "variant", "seed", "epoch", "task"]
 
 
@@ -69,6 +70,20 @@ def test_every_epoch_of_every_run_is_in_the_report(smoke):
     last = diffs[(diffs["task"] == "Overall") & (diffs["stat"] == "last") & (diffs["variant"] == "full")]
     assert set(last["unit"]) == {"items"} and (last["n_items"] > 0).all()
     assert set(last["level_used"]) == {"checkpoint"}  # one seed: no claim about the method
+
+
+def test_the_report_shows_the_traces_training_recorded(smoke):
+    """Every `poft train` run's trace reaches the report (runs trained by evaluation jobs too): per epoch each
+    sample once, grouped by the micro world's flaw label; PoFT's weight shares per flaw are in tables.md."""
+    work = smoke[0]
+    trace = pd.read_parquet(work / "results" / "data" / "trace.parquet")
+    runs = trace.groupby(["dataset", "method", "variant"])["epoch"].agg(lambda e: sorted(set(e)))
+    assert runs[("openhermes", "poft", "full")] == [1, 2] and runs[("ultrachat", "sft", "full")] == [1, 2]
+    assert "dpo" not in set(trace["variant"])  # DPO runs record none
+    run = trace[(trace["dataset"] == "openhermes") & (trace["method"] == "poft") & (trace["variant"] == "full")]
+    assert (run.groupby("epoch")["id"].agg(lambda i: i.is_unique and len(i))).tolist() == [32, 32]
+    assert "all" not in set(run["group"]) and run["tau"].between(0, 1).all()
+    assert "## PoFT's weights per flaw (data share vs weight share)" in (work / "results" / "tables.md").read_text()
 
 
 def test_jobs_record_what_they_used(smoke):

@@ -402,12 +402,23 @@ def evaluate_options():
 # ------------------------------------------------------------------------------------------------------------
 
 REPORT_FILES = ["tables.md", "claims.md", "index.md", "report.html", "results.csv", "runs.csv", "differences.csv",
-                "summary.json", "records.jsonl", *(f"data/{f}" for f in ("results.parquet", "items.parquet", "scores.parquet",
-                                                         "inputs.json"))]
+                "summary.json", "records.jsonl", *(f"data/{f}" for f in ("results.parquet", "items.parquet",
+                                                                         "scores.parquet", "trace.parquet", "inputs.json"))]
 # Datasets whose aligned-score spread the report reads (claims C4, C5; the score plots).
 REPORT_SCORES = sorted({r.dataset for r in RUNS.values() if r.variant == "full"} & set(GRID.merged_scores))
 # Kept ids of every filtered variant: Table 4 shows how many samples each actually kept.
 REPORT_KEPT = {f"{r.base}/{r.dataset}/{r.variant}": filter_file(r) for r in RUNS.values() if r.filter}
+# Runs whose recorded traces (trace.json in each epoch checkpoint) the report shows: every `poft train` run (DPO
+# records none). Their checkpoints' names are known only once trained, so the report's input is the file that says
+# a run is trained: its train job's summary, or the index of the evaluation job that trains it (with_training).
+REPORT_TRACES = [r for r in RUNS.values() if not r.is_dpo]
+_TRAINED_BY = {r.path: evaluation_index(e.key) for e in GRID.evaluations for r in e.trains}
+
+
+def trained_file(run):
+    return _TRAINED_BY.get(run.path) or run_done(run)
+
+
 # The report re-runs when its code changes (and only it: nothing upstream depends on that code).
 REPORT_CODE = sorted(os.path.relpath(p) for p in (Path(workflow.basedir) / "poft" / "report").glob("*.py"))
 
@@ -430,4 +441,7 @@ def report_options():
         flags.append("--scores " + " ".join(f"{d}={merged_scores(d)}" for d in REPORT_SCORES))
     if REPORT_KEPT:
         flags.append("--kept " + " ".join(shlex.quote(f"{k}={v}") for k, v in sorted(REPORT_KEPT.items())))
+    if REPORT_TRACES:
+        flags.append("--traces " + " ".join(f"{W}/runs/{r.path}" for r in REPORT_TRACES))
+        flags.append("--trace-records " + " ".join(shlex.quote(json.dumps(r.record(None))) for r in REPORT_TRACES))
     return " ".join(flags)

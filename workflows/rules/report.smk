@@ -8,6 +8,7 @@ rule report:
         evaluations=[evaluation_index(key) for key in EVALUATIONS],
         scores=[merged_scores(d) for d in REPORT_SCORES],
         kept=sorted(set(REPORT_KEPT.values())),
+        trained=sorted({trained_file(r) for r in REPORT_TRACES}),
         code=REPORT_CODE,
     output:
         [f"{RESULTS}/{name}" for name in REPORT_FILES],
