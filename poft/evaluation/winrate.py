@@ -153,9 +153,9 @@ def pair_outputs(outputs: list[dict], reference: list[dict], outputs_path: str,
 
 
 def prompt_ids(outputs: list[dict], reference: list[dict]) -> list[str]:
-    """The id of each prompt of `pair_outputs` (each reference row): the reference row's "id" when the pairing is by id, else its row
-    number (alpaca_eval's reference has no ids; `read_prompts` numbers its rows the same way). The reference is
-    fixed across checkpoints, so these ids are too."""
+    """The id of each prompt (reference row) of `pair_outputs`: the reference row's "id" when the pairing is by
+    id, else its row number (alpaca_eval's reference has no ids; `read_prompts` numbers its rows the same way).
+    The reference is fixed across checkpoints, so these ids are too."""
     key = _pairing_key(outputs, reference)
     return [str(r["id"]) if key == "id" else str(i) for i, r in enumerate(reference)]
 

@@ -229,7 +229,8 @@ def test_generation_applies_and_records_a_named_chat_template(tiny_checkpoint, t
 
 def _sampled(path, rows):
     """An outputs file of (id, sample, output) rows on prompts q<id>."""
-    write_json(path, [{"id": i, "sample": k, "instruction": f"q{i}", "output": o, "generator": "m"} for i, k, o in rows])
+    write_json(path, [{"id": i, "sample": k, "instruction": f"q{i}", "output": o, "generator": "m"}
+                      for i, k, o in rows])
     return str(path)
 
 
