@@ -24,6 +24,7 @@ Evaluation writes one metrics JSON per (checkpoint, task) into --out-dir, named 
     poft evaluate lm-eval  --suite micro --model CKPT --data WORK/data --out-dir M/   # all 6 tasks, one lm-eval call
     poft evaluate lm-eval  --suite leaderboard_v1 --task lb1_gsm8k --model CKPT --backend vllm --out-dir M/
     poft evaluate generate --suite micro --model CKPT --data WORK/data --out CKPT.outputs.json
+    poft evaluate generate --suite micro --model REF --data WORK/data --as-reference --out REF.json
     poft evaluate winrate  --suite micro --data WORK/data --outputs CKPT.outputs.json --reference REF.json --out-dir M/
     poft evaluate winrate  --suite alpaca_eval2 --judge hf --set model=JUDGE_DIR --outputs O.json --reference R.json --out-dir M/
     poft evaluate overall  --suite micro --metrics-dir M/ --out M/overall.json
@@ -446,7 +447,8 @@ def cmd_evaluate_generate(a) -> None:
     prompts_path = a.prompts or spec.prompts
     if not prompts_path:
         raise ValueError("no prompts: pass --prompts FILE (or a --suite whose winrate block names them)")
-    gen = from_mapping(GenerationSpec, {**spec.generation, **_load_options(None, a.set)}, "generation option")
+    base = spec.reference_generation() if a.as_reference else spec.generation
+    gen = from_mapping(GenerationSpec, {**base, **_load_options(None, a.set)}, "generation option")
     rows = generate_outputs(a.model, read_prompts(prompts_path), gen, a.out, a.name, a.device, a.dtype,
                             a.chat_template)
     log.info("%s: %d replies from %s", a.out, len(rows), a.model)
@@ -580,14 +582,16 @@ def _add_evaluate(sub) -> None:
     s.add_argument("--out-dir", required=True)
     s.set_defaults(func=cmd_evaluate_lm_eval)
 
-    s = what.add_parser("generate", help="one reply per prompt with the model's chat template (alpaca_eval layout)")
+    s = what.add_parser("generate", help="replies to prompts with the model's chat template (alpaca_eval layout)")
     s.add_argument("--model", required=True, help=f"checkpoint dir; {MODEL_FORMS}")
     s.add_argument("--suite", default=None, help="take prompts and generation settings from a suite's winrate block")
     s.add_argument("--data", default=None, help="data dir for the suite's {data} paths")
     s.add_argument("--prompts", default=None, help="JSON/JSONL rows with 'instruction' or 'prompt' (and 'id')")
     s.add_argument("--name", default=None, help="generator name recorded in the outputs (default: model dir name)")
     s.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="generation option, e.g. max_new_tokens=64, do_sample=true")
+                   help="generation option, e.g. max_new_tokens=64, do_sample=true, samples_per_prompt=2")
+    s.add_argument("--as-reference", action="store_true",
+                   help="the win rate's fixed reference replies: greedy, one per prompt, whatever the suite samples")
     s.add_argument("--device", default="auto")
     s.add_argument("--dtype", default="auto")
     _add_chat_template(s)

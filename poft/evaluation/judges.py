@@ -1,7 +1,8 @@
 """Pairwise judges: which of two replies to an instruction is better, in alpaca_eval's preference encoding
 (1 = the reference's reply wins, 2 = the evaluated model's wins, 1.5 = draw; values in between are soft).
 
-    JUDGES["verifier"]     the micro world's exact checker: a correct reply beats a wrong one, else a draw
+    JUDGES["verifier"]     the micro world's exact checker: a clean right reply beats a flawed right one, which
+                           beats one without the right answer; else a draw
     JUDGES["alpaca_eval"]  any alpaca_eval annotator config (GPT-4 ones for the paper; vLLM-served local ones)
     JUDGES["hf"]           a local transformers judge on alpaca_eval's own classifier prompt, scored from the
                            probabilities of its two answer tokens (as alpaca_eval's weighted GPT-4 judge is)
@@ -28,9 +29,24 @@ class Pair(NamedTuple):
     output: str  # output_2: the evaluated model's reply
 
 
+def reply_grade(prompt: str, reply: str, world) -> int:
+    """2: the right answer in a well-formed reply; 1: the right answer in a flawed one (typos in its statement,
+    text after the answer); 0: no right answer (wrong, a refusal or boilerplate, cut off before "The answer is
+    X.", or typos inside that sentence)."""
+    from ..micro.world import check, well_formed_replies
+
+    if not check(prompt, reply, world):
+        return 0
+    return 2 if reply.strip() in well_formed_replies(prompt, world) else 1
+
+
 @dataclass
 class VerifierJudge:
-    """Exact verifier over a micro world (poft.micro.world.check); needs the world's fact base."""
+    """Exact verifier over a micro world; needs the world's fact base. It decides as a GPT-4 judge would on the
+    micro world's flaws: the reply of higher `reply_grade` wins, equal grades draw. So a refusal or boilerplate
+    ("I am not able to answer that."), a cut-off statement, a wrong answer and a character-noised reply all lose
+    to a clean right reply; two clean right replies draw, two replies without the right answer draw; a noised
+    reply that still states the right answer beats one that does not (a reader gets the answer from it)."""
 
     world: str  # path to data/world.json
 
@@ -42,11 +58,11 @@ class VerifierJudge:
         self._world = World.from_dict(read_json(self.world))
 
     def preferences(self, pairs: list[Pair], reference_name: str, model_name: str) -> list[float]:
-        from ..micro.world import check
+        def better(p: Pair) -> int:  # +1 model, -1 reference, 0 draw
+            model, ref = (reply_grade(p.instruction, r, self._world) for r in (p.output, p.reference))
+            return (model > ref) - (model < ref)
 
-        # 1.5 + (model right - reference right) / 2: both right or both wrong is a draw.
-        return [1.5 + (check(p.instruction, p.output, self._world) - check(p.instruction, p.reference, self._world)) / 2
-                for p in pairs]
+        return [1.5 + better(p) / 2 for p in pairs]
 
 
 @dataclass

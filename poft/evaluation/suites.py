@@ -67,13 +67,16 @@ class SuiteTask:
         return f"{self.metric},{self.filter}"
 
 
+SAMPLING_OPTIONS = ("do_sample", "temperature", "seed", "samples_per_prompt")  # GenerationSpec's sampling fields
+
+
 @dataclass
 class WinrateSpec:
     task: str = "winrate"
     prompts: str = ""  # JSON/JSONL of {"id"?, "prompt" | "instruction"}; "{data}" stands for the --data dir
     judge: str = "verifier"
     judge_options: dict = field(default_factory=dict)  # "{data}" in a value stands for the --data dir too
-    generation: dict = field(default_factory=dict)  # GenerationSpec fields
+    generation: dict = field(default_factory=dict)  # GenerationSpec fields of the evaluated models' replies
     lc: bool = False  # try alpaca_eval's length-controlled win rate (needs AlpacaEval's instruction data)
     item_group: str | None = None  # field of the reference (or prompt) rows that clusters the prompts
 
@@ -89,6 +92,12 @@ class WinrateSpec:
 
         return dataclasses.replace(self, prompts=fill(self.prompts),
                                    judge_options={k: fill(v) for k, v in self.judge_options.items()})
+
+    def reference_generation(self) -> dict:
+        """The generation options of the reference's replies: the suite's lengths and batch size, but greedy and
+        one reply per prompt by design. The reference is a fixed reply set (AlpacaEval's GPT-4 replies): sampling
+        it would only add the reference's own noise to every checkpoint's win rate."""
+        return {k: v for k, v in self.generation.items() if k not in SAMPLING_OPTIONS}
 
 
 @dataclass

@@ -448,6 +448,14 @@ def check(prompt: str, response: str, world: World) -> bool:
     return got is not None and got == expected
 
 
+def well_formed_replies(prompt: str, world: World) -> set[str]:
+    """The right replies as the world writes them: the bare answer sentence, or the fact's statement then it (the
+    SFT data's clean reply); ValueError if the prompt is unsolvable. The item is read off the prompt's key."""
+    answer = solve(prompt, world)
+    task, *item = prompt_key(prompt).split(":")
+    return {canonical_response(answer), TASKS[task].respond(tuple(item), answer)}
+
+
 # ----------------------------------------------------------------------------------------------------------
 # Prose corpus for pretraining
 # ----------------------------------------------------------------------------------------------------------

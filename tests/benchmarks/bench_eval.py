@@ -65,7 +65,7 @@ def main() -> None:
     t2 = time.time()
     ref_out = metrics / "reference.outputs.json"
     if not ref_out.exists():  # the reference's replies are generated once per world, not per checkpoint
-        generate_outputs(str(reference), prompts, gen, ref_out)
+        generate_outputs(str(reference), prompts, GenerationSpec(**spec.reference_generation()), ref_out)
     t3 = time.time()
     win = evaluate_winrate(str(metrics / "model.outputs.json"), str(ref_out), spec.judge,
                            make_judge(spec.judge, spec.judge_options), metrics, spec.task, spec.lc)

@@ -20,9 +20,9 @@ def test_micro_suite_end_to_end(micro_data, tiny_checkpoint, tmp_path):
     metrics = tmp_path / "metrics"
     assert run("evaluate", "lm-eval", "--suite", "micro", "--model", tiny_checkpoint, "--data", micro_data,
                "--limit", 2, "--out-dir", metrics) == 0
-    for name in ("model", "reference"):
+    for name, role in (("model", []), ("reference", ["--as-reference"])):
         assert run("evaluate", "generate", "--suite", "micro", "--model", tiny_checkpoint, "--data", micro_data,
-                   "--name", name, "--set", "max_new_tokens=4", "--out", tmp_path / f"{name}.json") == 0
+                   "--name", name, *role, "--set", "max_new_tokens=4", "--out", tmp_path / f"{name}.json") == 0
     assert run("evaluate", "winrate", "--suite", "micro", "--data", micro_data, "--outputs", tmp_path / "model.json",
                "--reference", tmp_path / "reference.json", "--out-dir", metrics) == 0
     assert run("evaluate", "overall", "--suite", "micro", "--metrics-dir", metrics, "--out", tmp_path / "overall.json") == 0
@@ -33,8 +33,13 @@ def test_micro_suite_end_to_end(micro_data, tiny_checkpoint, tmp_path):
     assert names == sorted([f"{t}.json" for t in tasks] + [f"{t}.items.json" for t in tasks])
     assert all(read_items(metrics / f"{t}.json")["groups"] for t in tasks)  # the suite groups by task type
     win = json.loads((metrics / "winrate_micro.json").read_text())
-    assert win["value"] == 50.0  # the same model on both sides: every pair a draw
-    assert win["generation"]["max_new_tokens"] == 4 and win["generation"]["do_sample"] is False
+    assert win["value"] == 50.0  # a random tiny model never answers right: every pair a draw
+    # The suite samples 2 replies per prompt at temperature 1; the reference stays greedy, one reply per prompt.
+    assert win["generation"]["max_new_tokens"] == 4 and win["generation"]["do_sample"] is True
+    assert {k: win["settings"][k] for k in ("do_sample", "temperature", "seed", "samples_per_prompt")} == \
+        {"do_sample": True, "temperature": 1.0, "seed": 0, "samples_per_prompt": 2}
+    assert win["n"] == 2 * win["n_items"] and win["reference"]["generation"]["do_sample"] is False
+    assert win["reference"]["generation"]["samples_per_prompt"] == 1
     assert win["reference"]["generator"] == "reference" and win["checkpoint"] == str(tiny_checkpoint)
     values = {t: json.loads((metrics / f"{t}.json").read_text())["value"] for t in tasks if t.startswith("micro_")}
     overall = json.loads((tmp_path / "overall.json").read_text())
@@ -54,8 +59,10 @@ def test_the_evaluation_index_leads_the_report_to_every_items_file(micro_data, t
     assert len(records) == 7
     for rec in records:
         items, metrics = read_items(rec["metrics_file"]), read_json(rec["metrics_file"])
-        n = 3 if metrics["task"] == "winrate_micro" else 2  # 3 prompts judged; --limit 2 docs per lm-eval task
-        assert items["task"] == metrics["task"] and len(items["ids"]) == metrics["n"] == n
+        # 3 prompts judged, 2 sampled replies each (the suite's); --limit 2 docs per lm-eval task
+        n_items, n = (3, 6) if metrics["task"] == "winrate_micro" else (2, 2)
+        assert items["task"] == metrics["task"] and len(items["ids"]) == metrics["n_items"] == n_items
+        assert metrics["n"] == n
     win = read_items(tmp_path / "m" / "winrate_micro.json")
     assert win["ids"] == [r["id"] for r in rows] and win["groups"] == [r["task"] for r in rows]
 

@@ -44,3 +44,34 @@ def test_stops_at_end_of_turn_token():
     finally:
         handle.remove()
     assert out == ["5."] and n_prompt > 0
+
+
+def _sampling(**kw) -> GenerationSpec:
+    return GenerationSpec(max_new_tokens=8, do_sample=True, temperature=1.0, **kw)
+
+
+def test_sampling_is_reproducible_whatever_the_batch_size():
+    """Each (prompt, sample) row draws from its own seeded generator: 3 samples of 3 prompts in one batch of 9, in
+    batches of 2 (rows of different prompts mixed) and one by one are the same 9 replies."""
+    tok = make_tokenizer("chatml")
+    model = tiny_llama(len(tok), seed=5)
+    together = generate(model, tok, PROMPTS, _sampling(samples_per_prompt=3, batch_size=9))
+    assert len(together) == 9
+    assert generate(model, tok, PROMPTS, _sampling(samples_per_prompt=3, batch_size=2)) == together
+    assert generate(model, tok, PROMPTS, _sampling(samples_per_prompt=3, batch_size=1)) == together
+    # A random tiny model spreads its probability: the samples of one prompt differ, and so does another seed.
+    assert len(set(together[:3])) > 1
+    assert generate(model, tok, PROMPTS, _sampling(samples_per_prompt=3, batch_size=9, seed=1)) != together
+    # A prompt's samples do not depend on the other prompts asked with it (prompt 0 keeps its index).
+    assert generate(model, tok, PROMPTS[:1], _sampling(samples_per_prompt=3)) == together[:3]
+
+
+def test_greedy_ignores_the_seed_and_samples_need_do_sample():
+    tok = make_tokenizer("chatml")
+    model = tiny_llama(len(tok), seed=5)
+    greedy = generate(model, tok, PROMPTS, GenerationSpec(max_new_tokens=8))
+    assert generate(model, tok, PROMPTS, GenerationSpec(max_new_tokens=8, seed=7)) == greedy and len(greedy) == 3
+    with pytest.raises(ValueError, match="'samples_per_prompt': more than 1 needs do_sample: true"):
+        GenerationSpec(samples_per_prompt=2)
+    with pytest.raises(ValueError, match="'samples_per_prompt': expected >= 1, got 0"):
+        GenerationSpec(samples_per_prompt=0, do_sample=True)

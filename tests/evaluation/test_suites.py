@@ -40,6 +40,13 @@ def test_unknown_names_list_the_valid_ones(tmp_path):
         load_suite(bad)
 
 
+def test_the_micro_win_rate_samples_and_its_reference_does_not():
+    spec = load_suite("micro").winrate
+    assert spec.generation == {"max_new_tokens": 24, "batch_size": 64, "do_sample": True, "temperature": 1.0,
+                               "samples_per_prompt": 2}
+    assert spec.reference_generation() == {"max_new_tokens": 24, "batch_size": 64}
+
+
 def test_winrate_spec_fills_in_the_data_dir():
     spec = load_suite("micro").winrate
     assert spec.with_data("/w/data").judge_options == {"world": "/w/data/world.json"}

@@ -225,3 +225,70 @@ def test_generation_applies_and_records_a_named_chat_template(tiny_checkpoint, t
                      chat_template="zephyr")
     recorded = json.loads(generation_sidecar(out).read_text())["settings"]["chat_template"]
     assert recorded == {"source": "zephyr", "hash": template_hash(SimpleNamespace(chat_template=ZEPHYR))}
+
+
+def _sampled(path, rows):
+    """An outputs file of (id, sample, output) rows on prompts q<id>."""
+    write_json(path, [{"id": i, "sample": k, "instruction": f"q{i}", "output": o, "generator": "m"}
+                      for i, k, o in rows])
+    return str(path)
+
+
+@dataclasses.dataclass
+class ByOutput:
+    """A judge reading the verdict off the model's reply: "win", "draw", "loss", or anything else unjudged."""
+
+    def preferences(self, pairs, reference_name, model_name):
+        return [{"win": 2.0, "draw": 1.5, "loss": 1.0}.get(p.output, float("nan")) for p in pairs]
+
+
+def test_win_rate_over_samples_by_hand(tmp_path):
+    """Prompt A's samples win and draw (item 75), B's lose twice (0), C's win twice (100): the win rate is the mean of
+    the six pairs, (100 + 50 + 0 + 0 + 100 + 100) / 6 = 58.33, and the mean of the three items, (75 + 0 + 100) / 3."""
+    reference = _outputs(tmp_path / "ref.json", [{"id": i, "instruction": f"q{i}"} for i in "ABC"], ["r"] * 3, "ref")
+    rows = [("A", 1, "draw"), ("A", 0, "win"), ("B", 0, "loss"), ("B", 1, "loss"), ("C", 0, "win"), ("C", 1, "win")]
+    out = evaluate_winrate(_sampled(tmp_path / "m.json", rows), reference, "by_output", ByOutput(), tmp_path)
+    record, items = json.loads(out.read_text()), read_items(out)
+    assert items["ids"] == ["A", "B", "C"] and items["scores"] == [75.0, 0.0, 100.0]
+    assert record["value"] == pytest.approx(350 / 6) and record["n"] == 6 and record["n_items"] == 3
+    assert record["n_wins"] == 3 and record["n_draws"] == 1 and record["n_wins_reference"] == 2
+    assert record["settings"]["samples_per_prompt"] == 2
+    annotations = [json.loads(line) for line in open(tmp_path / "winrate.annotations.jsonl")]
+    assert [(a["id"], a["sample"], a["preference"]) for a in annotations][:2] == [("A", 0, 2.0), ("A", 1, 1.5)]
+
+
+def test_a_prompt_with_an_unjudged_sample_is_left_out_whole(tmp_path):
+    """B's second sample is unjudged: B's other sample is dropped too, so that A and C weigh the same and the win
+    rate (100 + 50 + 0 + 0) / 4 = 37.5 is still the mean of the items (75 + 0) / 2."""
+    reference = _outputs(tmp_path / "ref.json", [{"id": i, "instruction": f"q{i}"} for i in "ABC"], ["r"] * 3, "ref")
+    rows = [("A", 0, "win"), ("A", 1, "draw"), ("B", 0, "win"), ("B", 1, "?"), ("C", 0, "loss"), ("C", 1, "loss")]
+    out = evaluate_winrate(_sampled(tmp_path / "m.json", rows), reference, "by_output", ByOutput(), tmp_path)
+    record, items = json.loads(out.read_text()), read_items(out)
+    assert items["ids"] == ["A", "C"] and items["scores"] == [75.0, 0.0] and record["value"] == 37.5
+
+
+def test_samples_must_be_as_many_per_prompt_and_the_reference_one_per_prompt(tmp_path):
+    reference = [{"id": i, "instruction": f"q{i}", "output": "r"} for i in "AB"]
+    uneven = [{"id": i, "sample": k, "instruction": f"q{i}", "output": "o"} for i, k in (("A", 0), ("A", 1), ("B", 0))]
+    with pytest.raises(ValueError, match=r"o.json: prompts have different numbers of samples \('B': 1, others up to 2"):
+        pair_outputs(uneven, reference, "o.json", "r.json")
+    with pytest.raises(ValueError, match="o.json: duplicate id 'A' .sample 1."):
+        pair_outputs(uneven + uneven[1:2], reference, "o.json", "r.json")
+    with pytest.raises(ValueError, match="r.json: duplicate id 'A': a reference holds one reply per prompt"):
+        pair_outputs(uneven[:1], reference[:1] * 2, "o.json", "r.json")
+    # Files without sample indices (written before there were samples) are one reply per prompt.
+    pairs, n = pair_outputs([{**r, "output": "o"} for r in reference], reference, "o.json", "r.json")
+    assert n == 1 and [p.output for p in pairs] == ["o", "o"]
+
+
+def test_generate_outputs_writes_a_row_per_sample_and_records_the_sampling(tiny_checkpoint, tmp_path):
+    from poft.evaluation.generation import GenerationSpec
+
+    spec = GenerationSpec(max_new_tokens=4, do_sample=True, temperature=1.0, seed=3, samples_per_prompt=3)
+    prompts = [{"id": "a", "instruction": "hi"}, {"id": "b", "instruction": "Reverse the word cat."}]
+    rows = generate_outputs(str(tiny_checkpoint), prompts, spec, tmp_path / "o.json")
+    assert [(r["id"], r["sample"]) for r in rows] == [("a", 0), ("a", 1), ("a", 2), ("b", 0), ("b", 1), ("b", 2)]
+    settings = json.loads(generation_sidecar(tmp_path / "o.json").read_text())["settings"]
+    assert (settings["do_sample"], settings["temperature"], settings["seed"], settings["samples_per_prompt"]) == \
+        (True, 1.0, 3, 3)
+    assert generate_outputs(str(tiny_checkpoint), prompts, spec, tmp_path / "again.json") == rows

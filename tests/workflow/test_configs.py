@@ -113,6 +113,9 @@ def test_chat_templates_reach_every_job_of_their_model(tmp_path):
         assert ("--chat-template chatml" in job["Shell command"]) == ("--name micro-yi" in job["Shell command"])
     assert not any("--chat-template" in job["Shell command"] for rule in ("dpo_model", "reference_outputs")
                    for job in jobs[rule])
+    # The reference's replies stay greedy and one per prompt whatever the suite samples for the checkpoints.
+    assert jobs["reference_outputs"]
+    assert all("--as-reference" in job["Shell command"] for job in jobs["reference_outputs"])
     # A group's job trains its runs from the base model (template given), then evaluates their checkpoints (none)
     for job in jobs["evaluate_checkpoint"]:
         *training, evaluation = job["Shell command"].split("'evaluate checkpoint")

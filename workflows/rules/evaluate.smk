@@ -8,6 +8,9 @@
 
 if WINRATE_SUITE and "model" in REFERENCE:
 
+    # --as-reference: the reference replies are greedy and one per prompt whatever the suite samples for the
+    # checkpoints (a fixed reply set, as AlpacaEval's GPT-4 one); evaluation.reference.generation may override.
+
     rule reference_outputs:
         input:
             model=model_ready(REFERENCE["model"]),
@@ -32,7 +35,8 @@ if WINRATE_SUITE and "model" in REFERENCE:
             "../envs/poft.yaml"
         shell:
             "OMP_NUM_THREADS={threads} poft evaluate generate --suite {params.suite} --model {params.model:q} "
-            "{params.template} --name {params.name} {params.data} {params.generation} --out {output} > {log} 2>&1"
+            "{params.template} --name {params.name} {params.data} --as-reference {params.generation} --out {output} "
+            "> {log} 2>&1"
 
 
 if WINRATE_SUITE and "hub_file" in REFERENCE:
