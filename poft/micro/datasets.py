@@ -37,6 +37,12 @@ BOILERPLATE = (
     "That is a great question! Let me know if you have any other questions.",
 )
 
+# Wrong answers are not spread evenly over skills: like the math of machine-written chat data, the arithmetic is
+# where a low-quality set is wrong (its flawed turn is an add, sub or larger task), so within arithmetic the
+# openhermes-like set is wrong ~40% of the time. Chosen on the oracle headroom (workflows/README.md,
+# "Pre-registration"); evenly spread wrong answers cost SFT nothing measurable.
+WRONG_TASKS = ("add", "sub", "larger")
+
 # Flaw rates per SFT set (the rest is clean); counts are exact, round(rate * n), placed at random positions.
 PROFILES: dict[str, dict[str, float]] = {
     "ultrachat": {"wrong": 0.04, "boilerplate": 0.04, "truncated": 0.02},  # mostly clean: 10%
@@ -63,7 +69,7 @@ def split_items(world: World, rng: random.Random) -> dict[str, Pool]:
 
     Items are held out per task: "reverse egg" may be a benchmark item while "count the g in egg" is
     trained on, as a real benchmark asks new questions about things instruction data also mentions. Bench
-    holds every phrasing of its items. A train item's phrasings are shuffled; the first goes to aligned, the
+    holds every phrasing of its items, and the held-out wordings no training set uses. A train item's phrasings are shuffled; the first goes to aligned, the
     second to sft, any others to either at random.
     """
     pools: dict[str, Pool] = {s: {name: [] for name in TASKS} for s in SPLITS}
@@ -71,10 +77,10 @@ def split_items(world: World, rng: random.Random) -> dict[str, Pool]:
         items = [tuple(item) for item in task.items(world)]
         bench = _bench_items(items, rng)
         for item in items:
-            phrasings = list(range(len(task.phrasings)))
-            if item in bench:
-                pools["bench"][name] += [(item, ph) for ph in phrasings]
+            if item in bench:  # every wording, the held-out ones too
+                pools["bench"][name] += [(item, ph) for ph in range(len(task.all_phrasings))]
                 continue
+            phrasings = list(range(len(task.phrasings)))
             rng.shuffle(phrasings)
             owners = ["aligned", "sft"] + [rng.choice(("aligned", "sft")) for _ in phrasings[2:]]
             for ph, owner in sorted(zip(phrasings, owners)):
@@ -95,9 +101,9 @@ def pools_for(world: World, seed: int) -> dict[str, Pool]:
 def flawed_response(task: Task, flaw: str, world: World, rng: random.Random) -> str:
     """The assistant response for `task` with `flaw` (clean, wrong, boilerplate, truncated).
 
-    Clean and wrong replies are grounded (`TaskType.respond`): the fact's statement, then the answer, so a
-    wrong reply states a false fact. A truncated reply is the clean one cut off inside its statement,
-    before the answer is given.
+    Clean replies are grounded (`TaskType.respond`): the fact's statement, then the answer. A wrong reply is
+    wrong throughout (`TaskType.hallucinate`): the false fact stated, restated and given as the answer. A
+    truncated reply is the clean one cut off inside its statement, before the answer is given.
     """
     task_type = TASKS[task.type]
     if flaw == "clean":
@@ -105,7 +111,7 @@ def flawed_response(task: Task, flaw: str, world: World, rng: random.Random) -> 
     if flaw == "wrong":
         wrong = task_type.wrong(task.item, world)
         assert wrong != task.answer, task
-        return task_type.respond(task.item, wrong)
+        return task_type.hallucinate(task.item, wrong)
     if flaw == "boilerplate":
         return rng.choice(BOILERPLATE)
     if flaw == "truncated":
@@ -114,9 +120,10 @@ def flawed_response(task: Task, flaw: str, world: World, rng: random.Random) -> 
     raise ValueError(f"unknown flaw {flaw!r} (expected clean, wrong, boilerplate or truncated)")
 
 
-def _draw_task(rng: random.Random, world: World, pool: Pool) -> Task:
-    """A task of a uniformly chosen type (among those with items in `pool`), then a uniform item and phrasing."""
-    types = [t for t in TASKS if pool.get(t)]
+def _draw_task(rng: random.Random, world: World, pool: Pool, only: tuple[str, ...] | None = None) -> Task:
+    """A task of a uniformly chosen type (among those with items in `pool`, and in `only` if given), then a uniform
+    item and phrasing."""
+    types = [t for t in TASKS if pool.get(t) and (only is None or t in only)]
     if not types:
         raise ValueError("empty item pool")
     name = rng.choice(types)
@@ -134,8 +141,12 @@ def _conversation(
         raise ValueError(f"n_turns must be >= 1, got {n_turns}")
     if system is None:
         system = rng.random() < SYSTEM_RATE
-    tasks = [_draw_task(rng, world, pool) for _ in range(n_turns)]
-    flaw_turn = rng.randrange(n_turns) if flaw != "clean" else None
+    if flaw == "clean":  # (the clean draw comes first: clean sets are what they were before WRONG_TASKS)
+        tasks, flaw_turn = [_draw_task(rng, world, pool) for _ in range(n_turns)], None
+    else:
+        flaw_turn = rng.randrange(n_turns)
+        only = WRONG_TASKS if flaw == "wrong" else None
+        tasks = [_draw_task(rng, world, pool, only if j == flaw_turn else None) for j in range(n_turns)]
     messages = [{"role": "system", "content": SYSTEM_PROMPT}] if system else []
     for j, task in enumerate(tasks):
         messages.append({"role": "user", "content": task.prompt})
@@ -246,7 +257,7 @@ def make_benchmarks(world: World, seed: int, n_per_task: int) -> dict[str, list[
     for name, task_type in TASKS.items():
         items = list(dict.fromkeys(item for item, _ in pool[name]))  # bench holds every phrasing of an item
         rng.shuffle(items)
-        n_phr = len(task_type.phrasings)
+        n_phr = len(task_type.all_phrasings)
         offsets = [rng.randrange(n_phr) for _ in items]
         combos = [(item, (off + r) % n_phr) for r in range(n_phr) for item, off in zip(items, offsets)]
         for j, (item, phrasing) in enumerate(combos[:n_per_task]):
@@ -269,7 +280,7 @@ def make_benchmarks(world: World, seed: int, n_per_task: int) -> dict[str, list[
 
 # 2000 aligned conversations x 3 epochs give the two Llama-style aligned models an AUC of ~0.98 (seed 0, see the
 # manifest); 1200 SFT conversations give a 1-epoch SFT run ~75 steps.
-DEFAULT_SIZES = {"n_countries": 24, "prose": 4000, "aligned": 2000, "sft": 1200, "pairs": 400, "bench_per_task": 40}
+DEFAULT_SIZES = {"n_countries": 24, "prose": 4000, "aligned": 2000, "sft": 1200, "pairs": 400, "bench_per_task": 125}
 SHAREGPT_FROM = {"system": "system", "user": "human", "assistant": "gpt"}
 SFT_FORMATS = {"ultrachat": "ultrachat", "sharegpt": "sharegpt", "openhermes": "sharegpt", "clean": "sharegpt",
                "noisy": "sharegpt"}

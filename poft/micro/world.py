@@ -159,13 +159,26 @@ class TaskType:
     wrong: Callable[[Item, "World"], str]  # the systematic wrong answer (never equal to the right one)
     distractors: Callable[[Item, "World", random.Random], list[str]]  # plausible wrong answers, >= 3, distinct
     statement: Callable[[Item, str], str]  # the fact as prose, ending in `answer` (which may be a wrong one)
+    restate: Callable[[Item, str], str]  # the same fact in the prose corpus's second wording
+    # Wordings asked only by the benchmarks: never an instruction in any training set or FAQ line, as a real
+    # benchmark phrases its own questions. Indexed after `phrasings` (phrasing len(phrasings) is held_out[0]).
+    held_out: tuple[str, ...] = ()
 
     def respond(self, item: Item, answer: str) -> str:
         """The reply to any phrasing of `item` that gives `answer`: grounded in the fact's prose statement."""
         return grounded_response(self.statement(item, answer), answer)
 
+    def hallucinate(self, item: Item, wrong: str) -> str:
+        """A reply wrong throughout: the false fact stated, restated in other words as if explained, then given as
+        the answer -- the confident, elaborated error of low-quality chat data, not one wrong token in a dozen."""
+        return f"{self.statement(item, wrong)} {self.restate(item, wrong)} {canonical_response(wrong)}"
+
+    @property
+    def all_phrasings(self) -> tuple[str, ...]:
+        return self.phrasings + self.held_out
+
     def make_item(self, item: Item, world: "World", phrasing: int) -> Task:
-        prompt = self.phrasings[phrasing].format(**self.fields(item, world))
+        prompt = self.all_phrasings[phrasing].format(**self.fields(item, world))
         return Task(self.name, prompt, self.answer(item, world), self.key(item), tuple(item))
 
     def make(self, rng: random.Random, world: "World", items: list[Item] | None = None) -> Task:
@@ -177,6 +190,15 @@ class TaskType:
 
 def _count_statement(w: str, ch: str, n: str) -> str:
     return f"The word {w} has {n} letter {ch}." if n == "1" else f"The word {w} has {n} letters {ch}."
+
+
+def _count_restate(w: str, ch: str, n: str) -> str:
+    return f"There is 1 letter {ch} in the word {w}." if n == "1" else f"There are {n} letters {ch} in the word {w}."
+
+
+def _larger_restate(item: Item, ans: str) -> str:
+    other = next(x for x in item if str(x) != ans)  # a wrong answer (the smaller) is restated as the larger
+    return f"{ans} is larger than {other}."
 
 
 def _pairs_add(world: World) -> list[Item]:
@@ -266,6 +288,8 @@ _register(TaskType(
     wrong=lambda it, w: str(it[0] + it[1] + 1),
     distractors=lambda it, w, rng: _near_numbers(it[0] + it[1], rng),
     statement=lambda it, ans: f"{it[0]} plus {it[1]} is {ans}.",
+    restate=lambda it, ans: f"{it[0]} + {it[1]} = {ans}.",
+    held_out=("What is the sum of {a} and {b}?", "Tell me {a} plus {b}."),
 ))
 _register(TaskType(
     name="sub",
@@ -277,6 +301,8 @@ _register(TaskType(
     wrong=lambda it, w: str(it[0] - it[1] + 1),
     distractors=lambda it, w, rng: _near_numbers(it[0] - it[1], rng),
     statement=lambda it, ans: f"{it[0]} minus {it[1]} is {ans}.",
+    restate=lambda it, ans: f"{it[0]} - {it[1]} = {ans}.",
+    held_out=("What is left when you take {b} from {a}?", "Tell me {a} minus {b}."),
 ))
 _register(TaskType(
     name="reverse",
@@ -288,6 +314,8 @@ _register(TaskType(
     wrong=lambda it, w: it[0],
     distractors=_reverse_distractors,
     statement=lambda it, ans: f"The word {it[0]} reversed is {ans}.",
+    restate=lambda it, ans: f"{it[0]} spelled backwards is {ans}.",
+    held_out=("Spell {w} from the last letter to the first.", "Give me the word {w} backwards."),
 ))
 _register(TaskType(
     name="count",
@@ -299,6 +327,8 @@ _register(TaskType(
     wrong=lambda it, w: str(it[0].count(it[1]) + 1),
     distractors=lambda it, w, rng: _near_numbers(it[0].count(it[1]), rng, hi=6),
     statement=lambda it, ans: _count_statement(it[0], it[1], ans),
+    restate=lambda it, ans: _count_restate(it[0], it[1], ans),
+    held_out=("In the word {w}, how often does the letter {l} occur?", "Tell me how many letters {l} the word {w} has."),
 ))
 _register(TaskType(
     name="capital",
@@ -310,6 +340,8 @@ _register(TaskType(
     wrong=lambda it, w: _other_country(w, it[0], "capital"),
     distractors=lambda it, w, rng: _choice_distractors([c.capital for c in w.countries], w.country(it[0]).capital, rng),
     statement=lambda it, ans: f"The capital of {it[0]} is {ans}.",
+    restate=lambda it, ans: f"{ans} is the capital of {it[0]}.",
+    held_out=("Tell me the capital of {c}.", "Where is the capital of {c}?"),
 ))
 _register(TaskType(
     name="color",
@@ -321,6 +353,8 @@ _register(TaskType(
     wrong=lambda it, w: _other_country(w, it[0], "color"),
     distractors=lambda it, w, rng: _choice_distractors(list(COLORS), w.country(it[0]).color, rng),
     statement=lambda it, ans: f"The color of {it[0]} is {ans}.",
+    restate=lambda it, ans: f"{it[0]}'s color is {ans}.",
+    held_out=("Tell me the color of {c}.", "Which color is {c} known for?"),
 ))
 _register(TaskType(
     name="lucky",
@@ -332,6 +366,8 @@ _register(TaskType(
     wrong=lambda it, w: _other_country(w, it[0], "lucky"),
     distractors=lambda it, w, rng: _choice_distractors([str(n) for n in range(1, 10)], str(w.country(it[0]).lucky), rng),
     statement=lambda it, ans: f"The lucky number of {it[0]} is {ans}.",
+    restate=lambda it, ans: f"{it[0]}'s lucky number is {ans}.",
+    held_out=("Tell me the lucky number of {c}.", "Which lucky number does {c} have?"),
 ))
 
 
@@ -345,6 +381,8 @@ _register(TaskType(
     wrong=lambda it, w: str(min(it)),
     distractors=lambda it, w, rng: [str(min(it))] + [d for d in _near_numbers(max(it), rng, hi=9) if d != str(min(it))],
     statement=lambda it, ans: f"The larger of {it[0]} and {it[1]} is {ans}.",
+    restate=_larger_restate,
+    held_out=("Tell me the larger of {a} and {b}.", "Of {a} and {b}, which number is larger?"),
 ))
 
 
@@ -379,6 +417,23 @@ _PATTERNS: tuple[tuple[str, re.Pattern, tuple[str, ...]], ...] = tuple(
         ("lucky", rf"Which number is lucky in {_NAME}\?", ("c",)),
         ("larger", rf"Which is larger, {_NUM} or {_NUM}\?", ("a", "b")),
         ("larger", rf"What is the larger number of {_NUM} and {_NUM}\?", ("a", "b")),
+        # the held-out wordings, asked by the benchmarks only
+        ("add", rf"What is the sum of {_NUM} and {_NUM}\?", ("a", "b")),
+        ("add", rf"Tell me {_NUM} plus {_NUM}\.", ("a", "b")),
+        ("sub", rf"What is left when you take {_NUM} from {_NUM}\?", ("b", "a")),
+        ("sub", rf"Tell me {_NUM} minus {_NUM}\.", ("a", "b")),
+        ("reverse", rf"Spell {_WORD} from the last letter to the first\.", ("w",)),
+        ("reverse", rf"Give me the word {_WORD} backwards\.", ("w",)),
+        ("count", rf"In the word {_WORD}, how often does the letter ([a-z]) occur\?", ("w", "l")),
+        ("count", rf"Tell me how many letters ([a-z]) the word {_WORD} has\.", ("l", "w")),
+        ("capital", rf"Tell me the capital of {_NAME}\.", ("c",)),
+        ("capital", rf"Where is the capital of {_NAME}\?", ("c",)),
+        ("color", rf"Tell me the color of {_NAME}\.", ("c",)),
+        ("color", rf"Which color is {_NAME} known for\?", ("c",)),
+        ("lucky", rf"Tell me the lucky number of {_NAME}\.", ("c",)),
+        ("lucky", rf"Which lucky number does {_NAME} have\?", ("c",)),
+        ("larger", rf"Tell me the larger of {_NUM} and {_NUM}\.", ("a", "b")),
+        ("larger", rf"Of {_NUM} and {_NUM}, which number is larger\?", ("a", "b")),
     )
 )
 
@@ -464,38 +519,31 @@ def well_formed_replies(prompt: str, world: World) -> set[str]:
 def prose_facts(world: World) -> list[tuple[str, list[str]]]:
     """Every fact of the world as (intro, phrasings), in a fixed order.
 
-    The first phrasing of each is the task's `statement`, the very sentence a grounded reply restates. The
-    intro names what the fact is about ("Take the numbers 4 and 6."), in words no task prompt uses.
+    The first phrasing of each is the task's `statement`, the very sentence a grounded reply restates, the
+    second its `restate`. The intro names what the fact is about ("Take the numbers 4 and 6."), in words no
+    task prompt uses.
     """
     def fact(task: str, item: Item, intro: str, *others: str) -> tuple[str, list[str]]:
         t = TASKS[task]
-        return intro, [t.statement(item, t.answer(item, world)), *others]
+        answer = t.answer(item, world)
+        return intro, [t.statement(item, answer), t.restate(item, answer), *others]
 
     facts: list[tuple[str, list[str]]] = []
     for c in world.countries:
         about = f"Here is a fact about {c.name}."
-        facts.append(fact("capital", (c.name,), about, f"{c.capital} is the capital of {c.name}.",
-                          f"{c.name} has its capital at {c.capital}."))
-        facts.append(fact("color", (c.name,), about, f"{c.name}'s color is {c.color}.",
-                          f"{c.name} is known for the color {c.color}."))
-        facts.append(fact("lucky", (c.name,), about, f"{c.name}'s lucky number is {c.lucky}."))
+        facts.append(fact("capital", (c.name,), about, f"{c.name} has its capital at {c.capital}."))
+        facts.append(fact("color", (c.name,), about, f"{c.name} is known for the color {c.color}."))
+        facts.append(fact("lucky", (c.name,), about))
     for a, b in _pairs_add(world):
-        facts.append(fact("add", (a, b), f"Take the numbers {a} and {b}.", f"{a} + {b} = {a + b}.",
-                          f"Adding {a} and {b} gives {a + b}."))
+        facts.append(fact("add", (a, b), f"Take the numbers {a} and {b}.", f"Adding {a} and {b} gives {a + b}."))
     for a, b in _pairs_sub(world):
-        facts.append(fact("sub", (a, b), f"Take the numbers {a} and {b}.", f"{a} - {b} = {a - b}.",
-                          f"Taking {b} from {a} leaves {a - b}."))
+        facts.append(fact("sub", (a, b), f"Take the numbers {a} and {b}.", f"Taking {b} from {a} leaves {a - b}."))
     for (w,) in _words(world):
-        facts.append(fact("reverse", (w,), f"Look at the word {w}.", f"{w} spelled backwards is {w[::-1]}."))
+        facts.append(fact("reverse", (w,), f"Look at the word {w}."))
     for w, ch in _word_letters(world):
-        n = w.count(ch)
-        facts.append(fact("count", (w, ch), f"Look at the letter {ch} and the word {w}.",
-                          f"There is 1 letter {ch} in the word {w}." if n == 1
-                          else f"There are {n} letters {ch} in the word {w}."))
+        facts.append(fact("count", (w, ch), f"Look at the letter {ch} and the word {w}."))
     for a, b in _larger_pairs(world):
-        hi, lo = max(a, b), min(a, b)
-        facts.append(fact("larger", (a, b), f"Take the numbers {a} and {b}.", f"{hi} is larger than {lo}.",
-                          f"{lo} is smaller than {hi}."))
+        facts.append(fact("larger", (a, b), f"Take the numbers {a} and {b}.", f"{min(a, b)} is smaller than {max(a, b)}."))
     return facts
 
 

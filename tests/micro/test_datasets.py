@@ -42,10 +42,15 @@ def test_split_items_partitions_prompts(world):
     from poft.micro.world import TASKS
 
     for name, task in TASKS.items():
-        every = sorted((tuple(it), ph) for it in task.items(world) for ph in range(len(task.phrasings)))
-        got = sorted(p for s in SPLITS for p in pools[s][name])
-        assert got == every, name  # each prompt in exactly one split
         items = {s: {it for it, _ in pools[s][name]} for s in SPLITS}
+        # each prompt in exactly one split; bench items in every wording, the held-out ones too, which no
+        # training prompt ever uses
+        every = sorted((tuple(it), ph) for it in task.items(world)
+                       for ph in range(len(task.all_phrasings if tuple(it) in items["bench"] else task.phrasings)))
+        got = sorted(p for s in SPLITS for p in pools[s][name])
+        assert got == every, name
+        assert len(task.held_out) == 2 and not set(task.held_out) & set(task.phrasings), name
+        assert all(ph < len(task.phrasings) for s in ("aligned", "sft") for _, ph in pools[s][name]), name
         assert all(items.values()), name
         # bench items are held out whole; every train item is asked in both the aligned and the sft data
         assert not items["bench"] & (items["aligned"] | items["sft"]), name
@@ -222,3 +227,22 @@ def test_written_files_load(tmp_path):
     prose = (tmp_path / "prose.txt").read_text(encoding="utf-8").splitlines()
     assert len(prose) == SIZES["prose"] and all(prose)
     assert manifest["files"]["bench/gen.jsonl"]["n"] == len((tmp_path / "bench" / "gen.jsonl").read_text().splitlines())
+
+
+def test_wrong_replies_are_wrong_throughout_and_about_arithmetic(sft_sets, world):
+    """A wrong turn states the false fact, restates it and answers it (several wrong tokens, not one), and it is
+    an arithmetic turn: the skill where low-quality sets are wrong."""
+    from poft.micro.datasets import WRONG_TASKS
+    from poft.micro.world import TASKS, parse_prompt
+
+    wrong = [(conv, j) for convs in sft_sets.values() for conv in convs
+             if conv["meta"]["flaw"] == "wrong" for j in [conv["meta"]["flaw_turn"]]]
+    assert wrong
+    for conv, j in wrong:
+        prompt, reply = turns(conv)[j]
+        task, _ = parse_prompt(prompt)
+        assert task in WRONG_TASKS
+        answer = reply.rsplit("The answer is ", 1)[1].rstrip(".")
+        item = next(t.item for t in [TASKS[task].make_item(tuple(int(x) for x in conv["meta"]["keys"][j].split(":")[1:]),
+                                                           world, 0)])
+        assert reply == TASKS[task].hallucinate(item, answer) and reply.count(answer) >= 3
