@@ -373,7 +373,7 @@ def cmd_report(a) -> None:
     trace_runs = _trace_runs(a.traces, a.trace_records)
     paper_names = _load_mapping(a.paper_names) if a.paper_names else None
     write_jsonl(out / "records.jsonl", records)  # provenance: the metrics files this report was built from
-    seconds = dag_seconds(a.benchmarks) if a.benchmarks else None
+    seconds = dag_seconds(a.dag_start) if a.dag_start else None
     written = build_report(records, out, suite.overall_tasks, chat_tasks=a.chat_tasks, focus_task=a.focus_task,
                            noise_datasets=a.noise_datasets, main_datasets=a.main_datasets,
                            scores=scores or None, kept=kept or None, trace_runs=trace_runs, paper=a.paper,
@@ -816,8 +816,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--paper", action="store_true", help="also the reproduced-vs-reported comparison (paper.md)")
     s.add_argument("--paper-names", default=None, help="our names -> the paper's labels: a YAML/JSON file or inline {...}")
     s.add_argument("--level", type=float, default=0.95, help="of every interval")
-    s.add_argument("--benchmarks", default=None, metavar="DIR",
-                   help="Snakemake's benchmark dir: summary.json records the DAG's wall time read from it")
+    s.add_argument("--dag-start", default=None, metavar="FILE",
+                   help="the DAG's start stamp (written by its onstart): summary.json records its wall time")
     s.add_argument("--min-effect", type=float, default=1.0,
                    help="delta of the verdict rules, Overall points: an effect this large or more ruled out = fails")
     s.add_argument("--out-dir", required=True)

@@ -7,8 +7,7 @@
     captured      per base / dataset / task: the share of the headroom PoFT gets (Fieller interval)
     weight_share  per dataset / label / epoch: PoFT's share of summed tau (from the runs' traces)
     mde           per C1 cell (base / dataset / stat): the smallest PoFT - SFT effect the design detects
-    n_items, n_seeds, verdicts, dag_seconds (the DAG's wall time up to the report job, from Snakemake's
-                  benchmark files; null outside the DAG)
+    n_items, n_seeds, verdicts, dag_seconds (the DAG run's wall time up to its report; null outside a DAG)
 
 NaN (an interval that does not close, a missing arm) is written as null.
 """
@@ -66,18 +65,24 @@ def summary(ev, diffs: pd.DataFrame, head: pd.DataFrame, cap: pd.DataFrame, verd
     }
 
 
-def dag_seconds(benchmark_dir) -> float | None:
-    """Wall seconds from the first job's start to the last job's end, read from Snakemake's benchmark files
-    (`benchmark:` TSVs: written when a job ends, with its duration `s`); None when there are none. A DAG that
-    was resumed counts the pause between its runs too."""
+
+def mark_dag_start(path) -> None:
+    """Write the time a DAG run starts (the Snakefile's `onstart`), for `dag_seconds`."""
+    import time
+
+    from ..io import write_json
+
+    write_json(path, {"started": time.time()})
+
+
+def dag_seconds(start_file) -> float | None:
+    """Wall seconds since `mark_dag_start` wrote `start_file` (None when it did not): the DAG's time up to its
+    report. A DAG that was stopped and resumed counts from the resuming run's start."""
+    import time
     from pathlib import Path
 
-    spans = []
-    for f in sorted(Path(benchmark_dir).rglob("*.tsv")):
-        rows = f.read_text(encoding="utf-8").splitlines()
-        if len(rows) < 2:
-            continue  # a job killed while its file was written: no duration to read
-        head, last = rows[0].split("\t"), rows[-1].split("\t")
-        end = f.stat().st_mtime
-        spans.append((end - float(last[head.index("s")]), end))
-    return round(max(e for _, e in spans) - min(s for s, _ in spans), 1) if spans else None
+    from ..io import read_json
+
+    if not Path(start_file).is_file():
+        return None
+    return round(time.time() - float(read_json(start_file)["started"]), 1)

@@ -3,14 +3,13 @@ captures with Fieller's interval, summary.json and the DAG time read from Snakem
 
 import json
 import math
-import os
 
 import numpy as np
 import pytest
 
 from poft.report import build_report
 from poft.report.collect import collect, collect_items, with_overall
-from poft.report.digest import dag_seconds, summary
+from poft.report.digest import dag_seconds, mark_dag_start, summary
 from poft.report.headroom import captured, fieller_share, headroom
 from poft.report.stats import paired_differences
 from poft.report.verdicts import Evidence
@@ -102,13 +101,10 @@ def test_summary_json_relates_headroom_to_the_c1_mde(ev, tmp_path):
     assert (tmp_path / "r" / "headroom.csv").is_file()
 
 
-def test_dag_seconds_spans_the_first_start_to_the_last_end(tmp_path):
-    # job a: ran 100 s, ended at t=1000; job b: ran 50 s, ended at t=1300 -> from 900 to 1300
-    for name, s, end in (("a.tsv", 100.0, 1000.0), ("sub/b.tsv", 50.0, 1300.0)):
-        f = tmp_path / name
-        f.parent.mkdir(exist_ok=True)
-        f.write_text(f"s\th:m:s\tmax_rss\n{s}\t0:00:00\t1.0\n")
-        os.utime(f, (end, end))
-    (tmp_path / "killed.tsv").write_text("s\th:m:s\n")  # a job killed while writing: skipped
-    assert dag_seconds(tmp_path) == 400.0
-    assert dag_seconds(tmp_path / "sub" / "none") is None
+def test_dag_seconds_count_from_the_start_stamp(tmp_path):
+    stamp = tmp_path / "dag_start.json"
+    assert dag_seconds(stamp) is None  # outside a DAG run
+    mark_dag_start(stamp)
+    data = json.loads(stamp.read_text())
+    stamp.write_text(json.dumps({"started": data["started"] - 125.0}))
+    assert 125.0 <= dag_seconds(stamp) < 135.0
