@@ -301,7 +301,6 @@ class EpochCheckpoints(TrainerCallback):
                 for ds in old.glob("global_step*"):  # DeepSpeed's partitioned optimizer states
                     shutil.rmtree(ds, ignore_errors=True)
 
-
     def trace(self, epoch: int, seen: list[tuple[int, str, float]]) -> dict:
         """The epoch's trace.json: r_theta is the model's when the batch was seen (train mode; the micro models have
         no dropout), so tau is the weight the loss actually applied (PoFT), or would have (SFT, DFT)."""

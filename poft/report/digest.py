@@ -40,6 +40,10 @@ def c1_cells(diffs: pd.DataFrame, main: list[str]) -> pd.DataFrame:
                  & diffs["dataset"].isin(main)]
 
 
+def _design(c1: pd.DataFrame, head: pd.DataFrame) -> pd.DataFrame:
+    return c1 if len(c1) else head[head["task"] == OVERALL]
+
+
 def summary(ev, diffs: pd.DataFrame, head: pd.DataFrame, cap: pd.DataFrame, verdicts,
             weight_share: dict | None = None, dag_seconds: float | None = None) -> dict:
     c1 = c1_cells(diffs, ev.main_datasets)
@@ -58,8 +62,9 @@ def summary(ev, diffs: pd.DataFrame, head: pd.DataFrame, cap: pd.DataFrame, verd
     return {
         "headroom": headroom, "harm": harm, "captured": captured, "weight_share": weight_share or {},
         "mde": {f"{r.base}/{r.dataset}/{r.stat}": _num(r.mde) for r in c1.itertuples(index=False)},
-        "n_items": int(c1["n_items"].max()) if len(c1) else 0,
-        "n_seeds": int(c1["n_pairs"].max()) if len(c1) else 0,
+        # the C1 cells' design; a grid without PoFT runs (the tuning run) has the headroom's
+        "n_items": int(_design(c1, head)["n_items"].max()) if len(_design(c1, head)) else 0,
+        "n_seeds": int(_design(c1, head)["n_pairs"].max()) if len(_design(c1, head)) else 0,
         "verdicts": {v.claim: v.verdict for v in verdicts},
         "dag_seconds": _num(dag_seconds, 1),
     }

@@ -14,9 +14,9 @@ PAPER_JOBS = {"prepare_dataset": 6, "noise_dataset": 1, "prepare_pairs": 1, "dis
               "merge_scores": 6, "score_ifd": 1, "filter_dataset": 4, "shuffle_scores": 1, "train_model": 30,
               "dpo_model": 2, "fetch_reference_outputs": 1, "evaluate_checkpoint": 142, "report": 1, "all": 1}
 MICRO_JOBS = {"micro_data": 1, "micro_model": 5, "micro_manifest": 1, "prepare_dataset": 5, "prepare_pairs": 1,
-              "distill_dataset": 3, "score_dataset": 15, "merge_scores": 5, "score_ifd": 1, "filter_dataset": 2,
+              "distill_dataset": 3, "score_dataset": 15, "merge_scores": 5, "score_ifd": 1, "filter_dataset": 8,
               "shuffle_scores": 2, "train_model": 4, "dpo_model": 4, "reference_outputs": 1,
-              "evaluate_checkpoint": 18, "report": 1, "all": 1}
+              "evaluate_checkpoint": 27, "report": 1, "all": 1}
 
 
 def dry_run(config, *extra):

@@ -113,7 +113,7 @@ def test_with_training_a_group_job_trains_its_runs_except_those_dpo_starts_from(
     starts = {r.start for r in grid.runs.values() if r.is_dpo}
     others = {r.path for r in grid.runs.values() if not r.is_dpo}
     assert starts == {f"micro-mistral/ultrachat/full/{m}-seed{s}" for m in ("sft", "poft") for s in (0, 1)}
-    assert trained == others - starts and len(trained) == 57 - 4
+    assert trained == others - starts and len(trained) == 84 - 4
     assert all(set(e.trains) <= set(e.runs) for e in grid.evaluations)
     config["evaluation"]["with_training"] = False
     assert not any(e.trains for e in expand(config).evaluations)
