@@ -17,7 +17,8 @@ Grid blocks (config key `grid`), each with bases x datasets x methods x seeds an
               samples only -- the headroom any quality method is measured against; adds the plain runs
     harm      the same block again, for other label filters: SFT without one flaw at a time (what it costs)
 A run asked for by two blocks is one run; asked for with two epoch counts it is an error naming both blocks.
-A block with `evaluate: last` has only its runs' last epoch evaluated (controls read at the last epoch).
+A block with `evaluate: last` has only its runs' last epoch evaluated (controls read at the last epoch), unless
+another block asks for every epoch of a run.
 """
 
 from __future__ import annotations
@@ -349,10 +350,8 @@ def _block_runs(block: str, b: dict, base: str, ds: str, seed: int, epochs: int,
         return plain(arms) + [Run(base, ds, f"{ds}.distill-{a}", m, f"distill:{a}", seed, epochs, block)
                                  for a in b["aligned"] for m in block_methods]
     if block in LABEL_BLOCKS:  # read against SFT on all the data
-        last = b.get("evaluate") == "last"
-        return [dataclasses.replace(r, last_only=last) for r in plain(block_methods)] + [
-            Run(base, ds, ds, m, f"oracle:{f}", seed, epochs, block, filter=f, last_only=last)
-            for f in b["filters"] for m in block_methods]
+        return plain(block_methods) + [Run(base, ds, ds, m, f"oracle:{f}", seed, epochs, block, filter=f)
+                                       for f in b["filters"] for m in block_methods]
     raise ConfigError(f"grid.{block}: unknown block; valid: {', '.join(BLOCKS)}")
 
 
@@ -409,7 +408,7 @@ def expand(config: dict) -> Grid:
             for ds in b["datasets"]:
                 for seed in seeds:
                     for run in _block_runs(block, b, base, ds, seed, epochs, block_methods, methods, filters, config):
-                        add(run)
+                        add(dataclasses.replace(run, last_only=b.get("evaluate") == "last"))
                         if run.variant.startswith("distill:"):
                             data[run.data] = {"kind": "distill", "from": ds, "model": run.variant.split(":", 1)[1]}
 

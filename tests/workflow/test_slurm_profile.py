@@ -34,7 +34,8 @@ def test_slurm_profile_submits_every_job_with_its_family_resources(tmp_path):
     r = subprocess.run(
         [sys.executable, "-m", "snakemake", "--profile", "workflows/profiles/slurm", "--configfile", str(SMOKE),
          str(gpu_training), "--config", f"work_dir={work}", f"results_dir={work / 'results'}",
-         "--slurm-init-seconds-before-status-checks", "1", str(work / RUN)],
+         "--slurm-init-seconds-before-status-checks", "1", "--seconds-between-status-checks", "1",
+         str(work / RUN)],  # (status checks every second: the fake jobs end in seconds; a cluster's default is 10)
         cwd=ROOT, env={**env(), "PATH": path, "FAKE_SLURM_DIR": str(state)}, capture_output=True, text=True, check=False,
         timeout=600)
     assert r.returncode == 0, r.stderr[-5000:]
