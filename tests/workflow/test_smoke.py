@@ -142,8 +142,10 @@ def test_killed_mid_training_resumes_and_ends_with_the_same_numbers(smoke, tmp_p
     reference, work = smoke[0], tmp_path / "work"
     shutil.copytree(reference / "world", work / "world", copy_function=shutil.copy2)  # not what is tested
     cmd = [sys.executable, "-m", "snakemake", "--cores", "2", *smoke_args(work)]
+    # SIGINT restored to its default in the DAG's process tree: a shell that starts the suite in the background
+    # (`nohup ... &`) makes its children ignore SIGINT, and ignored signals stay ignored across exec.
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env(), start_new_session=True, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+                            stderr=subprocess.DEVNULL, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     partial = []
     try:
         while proc.poll() is None and not partial:
