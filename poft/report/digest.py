@@ -2,7 +2,7 @@
 
     headroom      per base / dataset: SFT(clean only) - SFT(all), Overall at the last epoch, its interval, and
                   its ratio to the largest MDE of that cell's C1 comparisons (a design that can see PoFT's
-                  effect needs this well above 1: the micro world is tuned to >= 3)
+                  effect needs this well above 1; the target is >= 3, which the micro world does not reach yet)
     harm          per base / dataset / control: what dropping one flaw gains SFT, per Overall and chat task
     captured      per base / dataset / task: the share of the headroom PoFT gets (Fieller interval)
     weight_share  per dataset / label / epoch: PoFT's share of summed tau (from the runs' traces)
