@@ -350,7 +350,7 @@ def cmd_report(a) -> None:
     from .evaluation.suites import load_suite
     from .io import write_jsonl
     from .report import build_report, read_records, report_from_data
-    from .report.digest import dag_seconds
+    from .report.clock import dag_seconds
     from .runs import records_from_index
 
     out = Path(a.out_dir)

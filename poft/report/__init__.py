@@ -14,7 +14,16 @@ PoFT - SFT effects over seeds x items, claim verdicts, plots and an HTML report.
     plots.py      PNG figures;  render.py  Markdown / HTML;  build.py  `build_report`, the entry point
 """
 
-from .build import build_report, report_from_data
-from .collect import MetricsFileError, collect, read_records, with_overall
+import importlib
 
-__all__ = ["MetricsFileError", "build_report", "collect", "read_records", "report_from_data", "with_overall"]
+# Imported on first use: the Snakefile imports poft.report.digest for its start stamp, and every snakemake call
+# (a dry run, a lint, each job under SLURM) would otherwise pay ~2.7 s importing build's torch, scipy and plots.
+_LAZY = {"build_report": "build", "report_from_data": "build", "MetricsFileError": "collect", "collect": "collect",
+         "read_records": "collect", "with_overall": "collect"}
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str):
+    if name not in _LAZY:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)

@@ -7,7 +7,7 @@
     captured      per base / dataset / task: the share of the headroom PoFT gets (Fieller interval)
     weight_share  per dataset / label / epoch: PoFT's share of summed tau (from the runs' traces)
     mde           per C1 cell (base / dataset / stat): the smallest PoFT - SFT effect the design detects
-    n_items, n_seeds, verdicts, dag_seconds (the DAG run's wall time up to its report; null outside a DAG)
+    n_items, n_seeds, verdicts, dag_seconds (the DAG run's wall time up to its report, clock.py; null outside a DAG)
 
 NaN (an interval that does not close, a missing arm) is written as null.
 """
@@ -68,26 +68,3 @@ def summary(ev, diffs: pd.DataFrame, head: pd.DataFrame, cap: pd.DataFrame, verd
         "verdicts": {v.claim: v.verdict for v in verdicts},
         "dag_seconds": _num(dag_seconds, 1),
     }
-
-
-
-def mark_dag_start(path) -> None:
-    """Write the time a DAG run starts (the Snakefile's `onstart`), for `dag_seconds`."""
-    import time
-
-    from ..io import write_json
-
-    write_json(path, {"started": time.time()})
-
-
-def dag_seconds(start_file) -> float | None:
-    """Wall seconds since `mark_dag_start` wrote `start_file` (None when it did not): the DAG's time up to its
-    report. A DAG that was stopped and resumed counts from the resuming run's start."""
-    import time
-    from pathlib import Path
-
-    from ..io import read_json
-
-    if not Path(start_file).is_file():
-        return None
-    return round(time.time() - float(read_json(start_file)["started"]), 1)

@@ -75,3 +75,27 @@ def test_greedy_ignores_the_seed_and_samples_need_do_sample():
         GenerationSpec(samples_per_prompt=2)
     with pytest.raises(ValueError, match="'samples_per_prompt': expected >= 1, got 0"):
         GenerationSpec(samples_per_prompt=0, do_sample=True)
+
+
+@pytest.mark.parametrize("temperature", [1.0, 0.5])
+def test_row_sampler_draws_from_the_tempered_softmax(temperature):
+    """4,000 rows x 5 steps through the sampler, logits fixed: the picks' frequencies fit softmax(logits / T)
+    (chi-square, p > 0.001), every step's mask keeps exactly one token, and a token of probability 0 never comes."""
+    from scipy.stats import chisquare
+
+    from poft.evaluation.generation import RowSampler
+
+    logits = torch.tensor([2.0, 1.0, 0.0, -1.0, float("-inf")])
+    rows, steps, width = 4000, 5, 3
+    sampler = RowSampler([torch.Generator().manual_seed(r) for r in range(rows)], temperature, steps, width)
+    picks = []
+    for step in range(steps):
+        masked = sampler(torch.zeros(rows, width + step, dtype=torch.long), logits.expand(rows, -1).clone())
+        assert torch.isfinite(masked).sum(-1).eq(1).all()
+        picks.append(masked.argmax(-1))
+    counts = torch.bincount(torch.cat(picks), minlength=5)
+    assert counts[4] == 0
+    expected = torch.softmax(logits[:4].double() / temperature, -1) * rows * steps
+    assert chisquare(counts[:4].double().numpy(), expected.numpy()).pvalue > 1e-3
+    # the steps draw different uniforms: a row's picks are not one draw repeated
+    assert (torch.stack(picks) != picks[0]).any(0).float().mean() > 0.3

@@ -9,7 +9,8 @@ import pytest
 
 from poft.report import build_report
 from poft.report.collect import collect, collect_items, with_overall
-from poft.report.digest import dag_seconds, mark_dag_start, summary
+from poft.report.clock import dag_seconds, mark_dag_start
+from poft.report.digest import summary
 from poft.report.headroom import captured, fieller_share, headroom
 from poft.report.stats import paired_differences
 from poft.report.verdicts import Evidence

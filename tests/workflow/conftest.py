@@ -8,8 +8,11 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 CONFIGS = sorted((ROOT / "workflows" / "configs").glob("*.yaml"))
+SMOKE = ROOT / "workflows" / "configs" / "smoke.yaml"
 
 
 def env() -> dict:
@@ -43,3 +46,9 @@ def run_dag(work: Path, config: Path, timeout: int = 600) -> tuple[Path, float, 
     seconds = time.time() - started
     assert r.returncode == 0, r.stderr[-5000:]
     return work, seconds, r.stderr
+
+
+@pytest.fixture(scope="session")
+def smoke(tmp_path_factory):
+    """The smoke DAG, run once per session: test_smoke.py checks it; the kill and SLURM tests start from its world."""
+    return run_dag(tmp_path_factory.mktemp("smoke") / "work", SMOKE)

@@ -42,6 +42,18 @@ def _options(args: list[str]) -> tuple[dict[str, str], list[str]]:
     return opts, args[i:]
 
 
+def _claim_id(jobs: Path) -> str:
+    """The next free job id, claimed atomically: the plugin submits several jobs at once, and two sbatch calls
+    that both counted the same files would share an id (one job's state would then stand for the other's)."""
+    n = 1000 + len(list(jobs.glob("*.id")))
+    while True:
+        try:
+            os.close(os.open(jobs / f"{n}.id", os.O_CREAT | os.O_EXCL))
+            return str(n)
+        except FileExistsError:
+            n += 1
+
+
 def sbatch(args: list[str]) -> int:
     opts, rest = _options(args)
     script = opts.pop("--wrap", None)
@@ -49,7 +61,7 @@ def sbatch(args: list[str]) -> int:
         script = sys.stdin.read() if rest == ["/dev/stdin"] else Path(rest[0]).read_text()
     jobs = STATE / "jobs"
     jobs.mkdir(parents=True, exist_ok=True)
-    job_id = str(1000 + len(list(jobs.glob("*.json"))))
+    job_id = _claim_id(jobs)
     _write(jobs / f"{job_id}.json", {"id": job_id, "name": opts.get("--job-name"), "state": "PENDING",
                                      "options": opts, "script": script})
     subprocess.Popen([sys.executable, __file__, "_run", job_id], start_new_session=True,

@@ -22,11 +22,10 @@ import pandas as pd
 import pytest
 from safetensors.torch import load_file
 
-from .conftest import ROOT, env, job_counts, run_dag, snakemake
+from .conftest import ROOT, SMOKE, env, job_counts, snakemake
 
 pytestmark = pytest.mark.slow  # a whole DAG run: minutes
 
-SMOKE = ROOT / "workflows" / "configs" / "smoke.yaml"
 REPORT_FILES = ("tables.md", "claims.md", "index.md", "report.html", "results.csv", "runs.csv", "differences.csv",
                 "records.jsonl", "data/results.parquet", "data/items.parquet", "data/scores.parquet",
                 "data/trace.parquet", "data/inputs.json")
@@ -35,11 +34,6 @@ KEYS = ["base", "dataset", "method", "variant", "seed", "epoch", "task"]
 
 def smoke_args(work: Path) -> list[str]:
     return ["--configfile", str(SMOKE), "--config", f"work_dir={work}", f"results_dir={work / 'results'}"]
-
-
-@pytest.fixture(scope="module")
-def smoke(tmp_path_factory):
-    return run_dag(tmp_path_factory.mktemp("smoke") / "work", SMOKE)
 
 
 def test_smoke_runs_end_to_end(smoke):
@@ -135,66 +129,50 @@ def test_only_the_report_depends_on_report_code_and_no_job_on_docs(tmp_path):
             assert not any(p.startswith("poft/") for p in repo_files), rule
 
 
-def test_killed_mid_training_resumes_and_ends_with_the_same_numbers(smoke, tmp_path):
-    """Ctrl-C (SIGINT to the whole process group) as soon as some run has saved its first epoch (of two), then a
-    plain re-run: the run resumes from its checkpoint and every metric equals the uninterrupted run's. Only a
-    first-epoch checkpoint counts: a run caught at its last one could finish before the signal lands."""
-    reference, work = smoke[0], tmp_path / "work"
-    shutil.copytree(reference / "world", work / "world", copy_function=shutil.copy2)  # not what is tested
-    cmd = [sys.executable, "-m", "snakemake", "--cores", "2", *smoke_args(work)]
-    # SIGINT restored to its default in the DAG's process tree: a shell that starts the suite in the background
-    # (`nohup ... &`) makes its children ignore SIGINT, and ignored signals stay ignored across exec.
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env(), start_new_session=True, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
-    partial = []
-    try:
-        while proc.poll() is None and not partial:
-            for cfg in (work / "runs").glob("**/checkpoint-*/poft_train_config.json"):
-                run = cfg.parent.parent
-                if len(list(run.glob("checkpoint-*"))) == 1 and not (run / "train_summary.json").exists():
-                    partial.append(run)
-            time.sleep(0.01)
-        os.killpg(proc.pid, signal.SIGINT)
-    finally:
-        proc.wait(timeout=120)
-    assert partial, "the DAG finished before any run could be interrupted"
-    # The runs the signal cut: a checkpoint saved, no summary. (The one seen first may still have finished: a job
-    # can end between the poll and the signal's arrival; the other job running beside it is then cut.)
-    partial = sorted({c.parent.parent for c in (work / "runs").glob("**/checkpoint-*/poft_train_config.json")
-                      if not (c.parent.parent / "train_summary.json").exists()})
-    assert partial, "the signal cut no run mid-training"
-
-    r = snakemake("--cores", "2", *smoke_args(work))
-    assert r.returncode == 0, r.stderr[-5000:]
-    for run in partial:
-        summary = json.loads((run / "train_summary.json").read_text())
-        assert summary["resumed_from"], f"{run} did not resume"
-        rel = run.relative_to(work)
-        last = max(run.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
-        ours, theirs = load_file(last / "model.safetensors"), load_file(reference / rel / last.name / "model.safetensors")
-        assert ours.keys() == theirs.keys() and all((ours[k] == theirs[k]).all() for k in ours)
-    a = pd.read_csv(reference / "results" / "results.csv").sort_values(KEYS).reset_index(drop=True)
-    b = pd.read_csv(work / "results" / "results.csv").sort_values(KEYS).reset_index(drop=True)
-    pd.testing.assert_frame_equal(a, b)
-
-
-# Random kills (seeded): each trial restarts the DAG the documented way (after a SIGKILL, `snakemake --unlock`
-# first; every run with --rerun-incomplete), waits for the next job to start -- any job, or for the last two trials
-# the report's -- lets it run a random while, then kills the whole process tree (Snakemake and its jobs) with a
-# signal drawn from the seeded generator as well.
+# One interrupted history of the smoke DAG, restarted the documented way each time (after a SIGKILL,
+# `snakemake --unlock` first; every run with --rerun-incomplete): a SIGKILL while the aligned LLMs score, Ctrl-C
+# (SIGINT to the whole process group) as soon as some run has saved its first epoch of two, then seeded random
+# kills -- wait for the next job to start (any job, or for the last two the report's), let it run a random while,
+# kill the whole process tree (Snakemake and its jobs) with a signal drawn from the seeded generator as well.
 KILL_SEED = 20261130
-N_ANY, N_REPORT = 10, 2
+N_ANY, N_REPORT = 6, 2
 PHASES = {"prepare_dataset": "data", "prepare_pairs": "data", "filter_dataset": "data", "shuffle_scores": "data",
           "score_dataset": "scoring", "score_ifd": "scoring", "merge_scores": "scoring", "train_model": "training",
           "dpo_model": "training", "evaluate_checkpoint": "evaluation", "reference_outputs": "evaluation",
           "report": "report"}
 
 
+def start_dag(cmd: list[str], **kwargs) -> subprocess.Popen:
+    # SIGINT restored to its default in the DAG's process tree: a shell that starts the suite in the background
+    # (`nohup ... &`) makes its children ignore SIGINT, and ignored signals stay ignored across exec.
+    return subprocess.Popen(cmd, cwd=ROOT, env=env(), start_new_session=True, stdout=subprocess.DEVNULL,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL), **kwargs)
+
+
+def cut_runs(work: Path) -> list[Path]:
+    """Runs with a checkpoint saved and no summary: cut mid-training."""
+    return sorted({c.parent.parent for c in (work / "runs").glob("**/checkpoint-*/poft_train_config.json")
+                   if not (c.parent.parent / "train_summary.json").exists()})
+
+
+def ctrl_c_mid_training(cmd: list[str], work: Path) -> None:
+    """Start the DAG and send SIGINT to its process group once some run has saved its first epoch (of two; one
+    caught at its last could finish before the signal lands)."""
+    proc, seen = start_dag(cmd, stderr=subprocess.DEVNULL), False
+    try:
+        while proc.poll() is None and not seen:
+            seen = any(len(list(run.glob("checkpoint-*"))) == 1 for run in cut_runs(work))
+            time.sleep(0.01)
+        os.killpg(proc.pid, signal.SIGINT)
+    finally:
+        proc.wait(timeout=120)
+    assert seen, "the DAG finished before any run could be interrupted"
+
+
 def run_until_killed(cmd: list[str], rule: str | None, sig: int, delay: float) -> str | None:
     """Start the DAG; once a job of `rule` (None: of any rule) starts, wait `delay` s and kill everything. Returns
     the rule of that job, or None if the DAG finished first (no kill landed)."""
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env(), start_new_session=True, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True)
+    proc = start_dag(cmd, stderr=subprocess.PIPE, text=True)
     started, hit = None, None
     try:
         lines = queue.Queue()
@@ -215,10 +193,10 @@ def run_until_killed(cmd: list[str], rule: str | None, sig: int, delay: float) -
         proc.wait(timeout=120)
 
 
-def test_random_kills_change_nothing(smoke, tmp_path):
-    """12 seeded kills (SIGTERM and SIGKILL) at random moments, across scoring, training, evaluation and the report;
-    after the last re-run every result, per-item score and weight equals the uninterrupted run's, and no file is
-    half-written."""
+def test_kills_change_nothing(smoke, tmp_path):
+    """A SIGKILL while scoring, Ctrl-C mid-training, then 8 seeded kills (SIGTERM and SIGKILL) at random moments,
+    the last two in the report: the runs cut mid-training resume from their checkpoints, and after the last re-run
+    every result, per-item score and weight equals the uninterrupted run's, and no file is half-written."""
     from poft.evaluation.items import read_items
     from poft.runs import checkpoint_problem, run_checkpoints
     from poft.scoring import read_scores
@@ -227,19 +205,24 @@ def test_random_kills_change_nothing(smoke, tmp_path):
     reference, work = smoke[0], tmp_path / "work"
     shutil.copytree(reference / "world", work / "world", copy_function=shutil.copy2)  # the world build is not tested
     cmd = [sys.executable, "-m", "snakemake", "--cores", "2", "--rerun-incomplete", *smoke_args(work)]
-    landed = []
+    assert run_until_killed(cmd, "score_dataset", signal.SIGKILL, 1.0) == "score_dataset"
+    assert snakemake("--unlock", *smoke_args(work)).returncode == 0  # Snakemake had no chance to release its lock
+    ctrl_c_mid_training(cmd, work)
+    cut = cut_runs(work)  # the one seen first may have finished before the signal landed; one beside it is cut
+    assert cut, "Ctrl-C cut no run mid-training"
+    landed = [("score_dataset", "SIGKILL"), ("mid-training", "SIGINT")]
     for rule in [None] * N_ANY + ["report"] * N_REPORT:
         sig = rng.choice([signal.SIGTERM, signal.SIGKILL])
         hit = run_until_killed(cmd, rule, sig, rng.uniform(0.5, 10.0) if rule is None else rng.uniform(0.5, 5.0))
         if hit is None:
             break
         landed.append((hit, sig.name))
-        if sig == signal.SIGKILL:  # Snakemake had no chance to release its lock
+        if sig == signal.SIGKILL:
             assert snakemake("--unlock", *smoke_args(work)).returncode == 0
-    print(f"random kills: {len(landed)} landed: {landed}")
-    assert len(landed) == N_ANY + N_REPORT
-    assert {PHASES[r] for r, _ in landed} >= {"scoring", "training", "evaluation", "report"}
-    assert {s for _, s in landed} == {"SIGTERM", "SIGKILL"}
+    print(f"kills: {len(landed)} landed: {landed}")
+    assert len(landed) == 2 + N_ANY + N_REPORT
+    assert {PHASES[r] for r, _ in landed[2:]} >= {"evaluation", "report"}
+    assert {s for _, s in landed} == {"SIGINT", "SIGTERM", "SIGKILL"}
 
     r = snakemake("--cores", "2", "--rerun-incomplete", *smoke_args(work))
     assert r.returncode == 0, r.stderr[-5000:]
@@ -252,6 +235,8 @@ def test_random_kills_change_nothing(smoke, tmp_path):
     assert len(items) == len(list((reference / "metrics").glob("**/*.items.json"))) > 0
     for path in items:  # every per-item file passes its checksum and agrees with its metrics record
         read_items(path.with_name(path.name.replace(".items.json", ".json")))
+    for run in cut:
+        assert json.loads((run / "train_summary.json").read_text())["resumed_from"], f"{run} did not resume"
     runs = sorted(p.parent for p in (reference / "runs").glob("**/resolved_config.json"))
     assert len(runs) == 7
     for run in runs:

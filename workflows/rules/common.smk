@@ -14,7 +14,7 @@ from snakemake.utils import validate
 from poft.grid import MICRO_MODELS, ConfigError, check_config, expand as expand_grid, resource  # not Snakemake's expand
 from poft.grid import fetched, local_source
 from poft.launch import launch_command, threads_per_process
-from poft.report.digest import mark_dag_start
+from poft.report.clock import mark_dag_start
 from poft.templates import template_file
 
 
