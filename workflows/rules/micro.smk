@@ -41,7 +41,8 @@ rule micro_model:
         f"{W}/logs/micro/{{name}}.log",
     benchmark:
         f"{W}/benchmarks/micro/{{name}}.tsv"
-    priority: 50
+    # the aligned models first: scoring waits on them, and then runs beside the last base model's pretraining
+    priority: lambda wc: 51 if wc.name in MICRO_MODELS["aligned"] else 50
     threads: res("micro", "threads")
     resources:
         **resources_of("micro"),
