@@ -6,7 +6,12 @@ import time
 import pytest
 import yaml
 
+from poft.grid import ConfigError, check_config, expand
+from poft.preflight import check_sources, evaluation_plan
+
 from .conftest import CONFIGS, ROOT, job_counts, snakemake
+
+SCHEMA = ROOT / "workflows" / "schemas" / "config.schema.yaml"
 
 # Jobs per rule of `snakemake -n` from scratch (README: "The DAG"). Micro trains 41 of its 45 runs inside the
 # evaluation jobs of their groups (evaluation.with_training); the 4 that DPO starts from have train jobs.
@@ -65,7 +70,7 @@ def bad_config(tmp_path, edit):
     return path
 
 
-@pytest.mark.parametrize("edit, message", [
+BAD = [  # (edit, message): the checks of each layer -- the schema, the grid (poft.grid), the files (poft.preflight)
     (lambda c: c["grid"]["main"].update(methods=["sft", "dpo"]), "grid.main.methods: unknown method 'dpo'"),
     (lambda c: c["methods"].update(ppo={}), "methods: Additional properties are not allowed ('ppo' was unexpected)"),
     (lambda c: c["grid"]["main"].update(datasets=["ultrachat", "alpaca"]),
@@ -78,7 +83,22 @@ def bad_config(tmp_path, edit):
     (lambda c: c["evaluation"].update(suites=["mmlu"]), "evaluation.suites: unknown suite 'mmlu'"),
     (lambda c: c["models"]["micro-llama3"].update(chat_template="zephir"),
      "models.micro-llama3.chat_template: unknown chat template 'zephir'; valid: chatml,"),
-])
+]
+
+
+@pytest.mark.parametrize("edit, message", BAD)
+def test_bad_config_is_refused_naming_the_key(tmp_path, edit, message):
+    """What common.smk runs before any job, in its order: the schema, the grid, the files."""
+    config = yaml.safe_load(bad_config(tmp_path, edit).read_text())
+    with pytest.raises(ConfigError) as e:
+        filled = check_config(config, yaml.safe_load(SCHEMA.read_text()))
+        expand(filled)
+        check_sources(filled)
+        evaluation_plan(filled, ROOT / "evals" / "suites", filled["work_dir"])
+    assert str(e.value).startswith(message), str(e.value)
+
+
+@pytest.mark.parametrize("edit, message", [BAD[1], BAD[0], BAD[3]], ids=["schema", "grid", "files"])
 def test_bad_config_fails_before_any_job_naming_the_key(tmp_path, edit, message):
     r = snakemake("--cores", "1", "--configfile", str(bad_config(tmp_path, edit)))
     assert r.returncode != 0

@@ -1,11 +1,11 @@
-# Config validation (schema with defaults, then cross-references through poft.grid), the grid as data, and
-# every function the rules call for their inputs and params. Rules read `params`; their shell commands never
-# read `config`.
+# Config validation (schema with defaults, then cross-references through poft.grid and the file system through
+# poft.preflight), the grid as data, and every function the rules call for their inputs and params. Rules read
+# `params`; their shell commands never read `config`.
 
 import json
 import os
 import shlex
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 import yaml
 from snakemake.exceptions import WorkflowError
@@ -13,13 +13,10 @@ from snakemake.utils import validate
 
 from poft.grid import MICRO_MODELS, ConfigError, check_config, expand as expand_grid, resource  # not Snakemake's expand
 from poft.grid import fetched, local_source
+from poft.preflight import check_sources, evaluation_plan
 from poft.launch import launch_command, threads_per_process
 from poft.report.clock import mark_dag_start
 from poft.templates import template_file
-
-
-def _fail(key, message):
-    raise WorkflowError(f"Error in config: {key}: {message}")
 
 
 SCHEMA = Path(workflow.basedir) / "workflows" / "schemas" / "config.schema.yaml"
@@ -47,7 +44,6 @@ RUNS = GRID.runs
 EVALUATIONS = {e.key: e for e in GRID.evaluations}
 MODELS = {**config["models"], **config["aligned"], **config["evaluation"]["reference_models"]}
 FETCHED = sorted(name for name, spec in MODELS.items() if fetched(spec["source"]))  # GGUF files: models.smk
-SUITES_DIR = Path(workflow.basedir) / "evals" / "suites"
 
 wildcard_constraints:
     dataset="[A-Za-z0-9][A-Za-z0-9_-]*",
@@ -60,59 +56,16 @@ wildcard_constraints:
     seed="[0-9]+",
 
 
-# ------------------------------------------------------------------------------------------------------------
-# Checks that need the file system: local sources exist, suites are known (all before any job starts)
-# ------------------------------------------------------------------------------------------------------------
-
-
-def _suite(name):
-    path = Path(name) if name.endswith((".yaml", ".yml")) else SUITES_DIR / f"{name}.yaml"
-    if not path.is_file():
-        valid = ", ".join(sorted(p.stem for p in SUITES_DIR.glob("*.yaml")))
-        _fail("evaluation.suites", f"unknown suite {name!r}; valid: {valid}, or a YAML path")
-    return yaml.safe_load(path.read_text()) or {}
-
-
-def _local(key, path):
-    if not Path(path).exists():
-        _fail(key, f"file or directory not found: {path}")
-
-
-for _section, _entries in (("models", config["models"]), ("aligned", config["aligned"]),
-                           ("datasets", config["datasets"]), ("preference_data", config["preference_data"]),
-                           ("evaluation.reference_models", config["evaluation"]["reference_models"])):
-    for _name, _spec in _entries.items():
-        if "source" in _spec and local_source(_spec["source"]):
-            _local(f"{_section}.{_name}.source", local_source(_spec["source"]))
-if config["training"]["recipe"]:
-    _local("training.recipe", config["training"]["recipe"])
-
-SUITES = {name: _suite(name) for name in config["evaluation"]["suites"]}
-WINRATE_SUITES = [name for name, s in SUITES.items() if s.get("winrate")]
-if len(WINRATE_SUITES) > 1:
-    _fail("evaluation.suites", f"{', '.join(WINRATE_SUITES)} all have a win rate; one reference serves one suite")
-WINRATE_SUITE = WINRATE_SUITES[0] if WINRATE_SUITES else None
-REFERENCE = config["evaluation"]["reference"]
-_given = sorted({"model", "outputs", "hub_file"} & set(REFERENCE))
-if len(_given) > 1:
-    _fail("evaluation.reference", f"give one of model, outputs, hub_file (got {', '.join(_given)})")
-if WINRATE_SUITE and not _given:
-    _fail("evaluation.reference", f"suite {WINRATE_SUITE!r} has a win rate: name a reference model, outputs or hub_file")
-if "model" in REFERENCE and not SUITES[WINRATE_SUITE]["winrate"].get("prompts"):
-    _fail("evaluation.reference.model", f"suite {WINRATE_SUITE!r} names no prompts to generate reference outputs for")
-if "outputs" in REFERENCE:
-    _local("evaluation.reference.outputs", REFERENCE["outputs"])
-REFERENCE_OUTPUTS = REFERENCE.get("outputs") or f"{W}/reference/outputs.json"
-_hub = PurePosixPath(REFERENCE.get("hub_file", "")).parts  # <owner>/<dataset repo>/<path in it>
-if "hub_file" in REFERENCE and len(_hub) < 3:
-    _fail("evaluation.reference.hub_file", f"expected <owner>/<dataset repo>/<file>, got {REFERENCE['hub_file']!r}")
-HUB_REPO, HUB_PATH = str(PurePosixPath(*_hub[:2])) if _hub else "", str(PurePosixPath(*_hub[2:])) if _hub else ""
-
-REPORT_SUITE = config["report"]["suite"] or next((n for n, s in SUITES.items() if s.get("tasks")), None)
-if REPORT_SUITE is None:
-    _fail("report.suite", "no suite with lm-eval tasks defines Overall; name one")
-if REPORT_SUITE not in SUITES:
-    SUITES[REPORT_SUITE] = _suite(REPORT_SUITE)
+# Checks that need the file system (poft.preflight): local sources exist, suites are known, the win rate has one
+# reference -- all before any job starts.
+try:
+    check_sources(config)
+    PLAN = evaluation_plan(config, Path(workflow.basedir) / "evals" / "suites", W)
+except ConfigError as e:
+    raise WorkflowError(f"Error in config: {e}") from None
+SUITES, WINRATE_SUITE, REPORT_SUITE = PLAN.suites, PLAN.winrate_suite, PLAN.report_suite
+REFERENCE, REFERENCE_OUTPUTS = config["evaluation"]["reference"], PLAN.reference_outputs
+HUB_REPO, HUB_PATH = PLAN.hub_repo, PLAN.hub_path
 
 
 # ------------------------------------------------------------------------------------------------------------
