@@ -12,12 +12,14 @@ PoFT - SFT effects over seeds x items, claim verdicts, plots and an HTML report.
     trace.py      the traces training recorded -> PoFT's weight share per flaw group, most down-weighted samples
     paper.py      the paper's numbers (results/paper/) beside the reproduced ones
     plots.py      PNG figures;  render.py  Markdown / HTML;  build.py  `build_report`, the entry point
+    digest.py     summary.json;  headroom.py  oracle headroom, harm, captured share;  clock.py  the DAG's time
 """
 
 import importlib
 
-# Imported on first use: the Snakefile imports poft.report.digest for its start stamp, and every snakemake call
-# (a dry run, a lint, each job under SLURM) would otherwise pay ~2.7 s importing build's torch, scipy and plots.
+# Imported on first use: the Snakefile imports poft.report.clock (its start stamp), which runs this file first, and
+# every snakemake call (a dry run, a lint, each job under SLURM) would otherwise pay ~2.7 s importing build's
+# torch, scipy and plots.
 _LAZY = {"build_report": "build", "report_from_data": "build", "MetricsFileError": "collect", "collect": "collect",
          "read_records": "collect", "with_overall": "collect"}
 __all__ = sorted(_LAZY)
