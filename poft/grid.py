@@ -256,7 +256,7 @@ def _model_kind(config: dict) -> dict[str, str]:
     return out
 
 
-def _section(config: dict, key: str) -> dict:
+def config_section(config: dict, key: str) -> dict:
     """config["a"]["b"] for key "a.b" (an absent part: {})."""
     for part in key.split("."):
         config = (config or {}).get(part) or {}
@@ -278,7 +278,7 @@ def local_source(source: str) -> str | None:
 def _check_sources(config: dict) -> None:
     """GGUF sources (gguf:, pypi:, a .gguf path) name a .gguf file in a well-formed way, and only for models."""
     for section in MODEL_SECTIONS:
-        for name, spec in _section(config, section).items():
+        for name, spec in config_section(config, section).items():
             src, key = spec["source"], f"{section}.{name}.source"
             if src.startswith(PYPI_PREFIX):
                 try:
@@ -288,7 +288,7 @@ def _check_sources(config: dict) -> None:
             if fetched(src) and not src.endswith(".gguf"):
                 raise ConfigError(f"{key}: {src!r} does not name a .gguf file; a GGUF model source is {GGUF_FORMS}")
     for section in DATA_SECTIONS:
-        for name, spec in _section(config, section).items():
+        for name, spec in config_section(config, section).items():
             if spec.get("source", "").startswith((GGUF_PREFIX, PYPI_PREFIX)):
                 raise ConfigError(f"{section}.{name}.source: {spec['source']!r} is a model source; a dataset's is a "
                                   "file, a datasets dir, hf:<id> or micro:<path>")
@@ -297,7 +297,7 @@ def _check_sources(config: dict) -> None:
 def _check_chat_templates(config: dict) -> None:
     """Every model's `chat_template` is a registry name or a readable, non-empty Jinja file."""
     for section in MODEL_SECTIONS:
-        for name, spec in _section(config, section).items():
+        for name, spec in config_section(config, section).items():
             if spec.get("chat_template") is not None:
                 try:
                     resolve_chat_template(spec["chat_template"])

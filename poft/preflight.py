@@ -14,16 +14,7 @@ from pathlib import Path, PurePosixPath
 
 import yaml
 
-from .grid import ConfigError, local_source
-
-# config sections whose entries name a `source`
-SOURCE_SECTIONS = ("models", "aligned", "datasets", "preference_data", "evaluation.reference_models")
-
-
-def _section(config: dict, dotted: str) -> dict:
-    for part in dotted.split("."):
-        config = config.get(part) or {}
-    return config
+from .grid import DATA_SECTIONS, MODEL_SECTIONS, ConfigError, config_section, local_source
 
 
 def _exists(key: str, path: str) -> None:
@@ -33,11 +24,11 @@ def _exists(key: str, path: str) -> None:
 
 def check_sources(config: dict) -> None:
     """Every local source (a file or dir: not micro:, hf: or a file in a wheel) and the training recipe exist."""
-    for section in SOURCE_SECTIONS:
-        for name, spec in _section(config, section).items():
+    for key in MODEL_SECTIONS + DATA_SECTIONS:
+        for name, spec in config_section(config, key).items():
             path = local_source(spec["source"]) if "source" in spec else None
             if path:
-                _exists(f"{section}.{name}.source", path)
+                _exists(f"{key}.{name}.source", path)
     if config["training"].get("recipe"):
         _exists("training.recipe", config["training"]["recipe"])
 

@@ -52,14 +52,16 @@ class RowSampler(LogitsProcessor):
     mates. One vectorised draw per step: a torch.multinomial per row and step cost ~30% of the micro suite's
     sampled generation."""
 
-    def __init__(self, generators: list[torch.Generator], temperature: float, steps: int, prompt_width: int):
-        self.uniforms = torch.stack([torch.rand(steps, generator=g, dtype=torch.float64) for g in generators])
+    def __init__(self, generators: list[torch.Generator], temperature: float, steps: int, prompt_width: int,
+                 device: torch.device | str = "cpu"):
+        draws = [torch.rand(steps, generator=g, dtype=torch.float64) for g in generators]  # CPU generators
+        self.uniforms = torch.stack(draws).to(device)  # moved once, not at every step
         self.temperature, self.prompt_width = temperature, prompt_width
 
     def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
         step = input_ids.shape[1] - self.prompt_width  # the same for every row: prompts are left-padded
         cdf = torch.softmax(scores.double() / self.temperature, dim=-1).cumsum(-1)  # [B, V]
-        u = self.uniforms[:, step : step + 1].to(cdf.device) * cdf[:, -1:]  # [B, 1], scaled: cdf[-1] may be 1 - eps
+        u = self.uniforms[:, step : step + 1] * cdf[:, -1:]  # [B, 1], scaled: cdf[-1] may be 1 - eps
         picks = torch.searchsorted(cdf, u, right=True).clamp_(max=scores.shape[-1] - 1)  # first token with cdf > u
         return torch.full_like(scores, float("-inf")).scatter(-1, picks, 0.0)
 
@@ -86,7 +88,7 @@ def generate(model, tokenizer, conversations: list[list[dict]], spec: Generation
             ids[row, width - len(p) :] = torch.tensor(p)
             mask[row, width - len(p) :] = 1
         sampler = [RowSampler([torch.Generator().manual_seed(row_seed(spec.seed, *rows[r])) for r in batch],
-                              spec.temperature, spec.max_new_tokens, width)] if spec.do_sample else []
+                              spec.temperature, spec.max_new_tokens, width, device)] if spec.do_sample else []
         out = model.generate(
             input_ids=ids.to(device), attention_mask=mask.to(device), max_new_tokens=spec.max_new_tokens,
             do_sample=False, logits_processor=sampler, temperature=None, top_p=None, top_k=None,
