@@ -37,17 +37,19 @@ BOILERPLATE = (
     "That is a great question! Let me know if you have any other questions.",
 )
 
-# Wrong answers are not spread evenly over skills: like the math of machine-written chat data, the arithmetic is
-# where a low-quality set is wrong (its flawed turn is an add, sub or larger task), so within arithmetic the
-# openhermes-like set is wrong ~40% of the time. Chosen on the oracle headroom (workflows/README.md,
-# "Pre-registration"); evenly spread wrong answers cost SFT nothing measurable.
-WRONG_TASKS = ("add", "sub", "larger")
+# Wrong answers are not spread evenly over skills: a low-quality set is wrong where its writer has a systematic
+# misconception (`TaskType.wrong`: the smaller number as the larger, a word "reversed" unchanged, one letter too
+# many, a neighbouring country's color or lucky number), on the skills the bases can learn from SFT data, so its
+# flawed turn is one of WRONG_TASKS and the openhermes-like set is wrong on ~38% of those turns. Chosen on the
+# oracle headroom alone (workflows/README.md, "Pre-registration", step 3): wrong arithmetic (add, sub), which the
+# bases do not learn, cost SFT nothing measurable, and evenly spread wrong answers neither.
+WRONG_TASKS = ("larger", "count", "color", "lucky", "reverse")
 
 # Flaw rates per SFT set (the rest is clean); counts are exact, round(rate * n), placed at random positions.
 PROFILES: dict[str, dict[str, float]] = {
-    "ultrachat": {"wrong": 0.04, "boilerplate": 0.04, "truncated": 0.02},  # mostly clean: 10%
-    "sharegpt": {"wrong": 0.15, "boilerplate": 0.10, "truncated": 0.05},  # mixed: 30%
-    "openhermes": {"wrong": 0.20, "boilerplate": 0.15, "truncated": 0.10},  # wide spread: 45%
+    "ultrachat": {"wrong": 0.05, "boilerplate": 0.03, "truncated": 0.02},  # mostly clean: 10%
+    "sharegpt": {"wrong": 0.20, "boilerplate": 0.07, "truncated": 0.03},  # mixed: 30%
+    "openhermes": {"wrong": 0.35, "boilerplate": 0.10, "truncated": 0.05},  # wide spread: 50%
     "clean": {},  # control: 0%
 }
 NOISE = {"rematch_fraction": 0.5, "char_rate": 0.05}  # the PoFT paper's recipe, applied to the openhermes-like set

@@ -229,9 +229,9 @@ def test_written_files_load(tmp_path):
     assert manifest["files"]["bench/gen.jsonl"]["n"] == len((tmp_path / "bench" / "gen.jsonl").read_text().splitlines())
 
 
-def test_wrong_replies_are_wrong_throughout_and_about_arithmetic(sft_sets, world):
-    """A wrong turn states the false fact, restates it and answers it (several wrong tokens, not one), and it is
-    an arithmetic turn: the skill where low-quality sets are wrong."""
+def test_wrong_replies_are_wrong_throughout_and_on_the_wrong_skills(sft_sets, world):
+    """A wrong turn states the false fact, restates it and answers it (several wrong tokens, not one), and its
+    task is one of WRONG_TASKS: the skills where low-quality sets are wrong."""
     from poft.micro.datasets import WRONG_TASKS
     from poft.micro.world import TASKS, parse_prompt
 
@@ -243,6 +243,5 @@ def test_wrong_replies_are_wrong_throughout_and_about_arithmetic(sft_sets, world
         task, _ = parse_prompt(prompt)
         assert task in WRONG_TASKS
         answer = reply.rsplit("The answer is ", 1)[1].rstrip(".")
-        item = next(t.item for t in [TASKS[task].make_item(tuple(int(x) for x in conv["meta"]["keys"][j].split(":")[1:]),
-                                                           world, 0)])
+        item = next(it for it in TASKS[task].items(world) if TASKS[task].key(it) == conv["meta"]["keys"][j])
         assert reply == TASKS[task].hallucinate(item, answer) and reply.count(answer) >= 3
