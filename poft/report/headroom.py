@@ -25,7 +25,7 @@ import pandas as pd
 
 from . import render
 from .collect import OVERALL
-from .contrasts import EFFECT_COLUMNS, contrast_matrix
+from .contrasts import EFFECT_COLUMNS
 from .effects import paired_effect
 
 PREFIX = "oracle:"
@@ -52,13 +52,8 @@ def headroom(ev, tasks: list[str] | None = None) -> pd.DataFrame:
 def _matrices(ev, base: str, dataset: str, task: str, variant: str):
     """(d_poft [S, n], d_oracle [S, n], weights) over the seeds and items all three arms share; None if one is absent."""
     arms = [({"method": "poft", "variant": "full"}), SFT_ALL, {"method": "sft", "variant": variant}]
-    where = {"base": base, "dataset": dataset}
-    items = ev.items[ev.items["base"] == base] if ev.items is not None else None
-    if items is None or not len(items):
-        return None
-    tasks = ev.overall_tasks if task == OVERALL else [task]
-    mats = [contrast_matrix([(c, {**where, **sel}, "last") for c, sel in zip(coefs, arms)], items, ev.epochs,
-                            tasks, task) for coefs in ((1.0, -1.0, 0.0), (0.0, -1.0, 1.0))]
+    mats = [ev.matrix([(c, sel, "last") for c, sel in zip(coefs, arms)], base, task, dataset)
+            for coefs in ((1.0, -1.0, 0.0), (0.0, -1.0, 1.0))]
     if any(m is None for m in mats):
         return None
     return mats[0][0], mats[1][0], mats[0][1]

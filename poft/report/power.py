@@ -17,7 +17,6 @@ import pandas as pd
 from .bundle import evidence, read_bundle
 from .claims import PO, SF
 from .collect import OVERALL
-from .contrasts import contrast_matrix
 from .effects import paired_effect, plan_power, variance_components
 
 
@@ -28,8 +27,7 @@ def plan_from_results(data_dir: str | Path, delta: float, seeds=(2, 3, 5, 8), it
     rows = []
     for base in sorted(ev.ps["base"].unique()):
         for ds in ev.main_datasets:
-            arms = [(1.0, {**PO, "base": base, "dataset": ds}, "last"), (-1.0, {**SF, "base": base, "dataset": ds}, "last")]
-            m = contrast_matrix(arms, ev.items[ev.items["base"] == base], ev.epochs, ev.overall_tasks, OVERALL)
+            m = ev.matrix([(1.0, PO, "last"), (-1.0, SF, "last")], base, OVERALL, ds)
             if m is None or len(m[2]) < 2:
                 continue
             d, w = m[0], m[1]

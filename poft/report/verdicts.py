@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from .collect import OVERALL
-from .contrasts import EFFECT_COLUMNS, select, contrast_effect, effect_row
+from .contrasts import EFFECT_COLUMNS, contrast_effect, contrast_matrix, effect_row, select
 from .effects import verdict_of
 from .summary import per_seed
 
@@ -81,18 +81,27 @@ class Evidence:
         both = set(full.loc[full["method"] == "sft", "dataset"]) & set(full.loc[full["method"] == "poft", "dataset"])
         return sorted(both - set(self.noise_datasets))
 
+    def _scoped(self, arms: list[tuple[float, Mapping, str]], base: str, task: str, dataset: str | None):
+        """(arms restricted to base and dataset, this base's per-item scores or None, the task's leaf tasks)."""
+        where = {"base": base, **({"dataset": dataset} if dataset is not None else {})}
+        arms = [(c, {**where, **sel}, stat) for c, sel, stat in arms]
+        its = self.items[self.items["base"] == base] if self.items is not None and len(self.items) else None
+        return arms, its, (self.overall_tasks if task == OVERALL else [task])
+
     def effect(self, arms: list[tuple[float, Mapping, str]], base: str, task: str, dataset: str | None = None,
                items: bool = True) -> dict | None:
         """The effect of sum_k c_k * arm_k for one base (and dataset, unless the arms name theirs) and task.
         items=False forces the seed level (a per-run contrast whose item noise is not modelled)."""
-        where = {"base": base, **({"dataset": dataset} if dataset is not None else {})}
-        arms = [(c, {**where, **sel}, stat) for c, sel, stat in arms]
+        arms, its, tasks = self._scoped(arms, base, task, dataset)
         ps = self.ps[self.ps["task"] == task] if "task" not in arms[0][1] else self.ps
-        its = None
-        if items and self.items is not None and len(self.items):
-            its = self.items[self.items["base"] == base]
-        tasks = self.overall_tasks if task == OVERALL else [task]
-        return contrast_effect(arms, its, ps, self.epochs, tasks, task, self.level, self.min_effect)
+        return contrast_effect(arms, its if items else None, ps, self.epochs, tasks, task, self.level,
+                               self.min_effect)
+
+    def matrix(self, arms: list[tuple[float, Mapping, str]], base: str, task: str, dataset: str | None = None):
+        """`contrasts.contrast_matrix` of the same contrast as `effect`: (d [S, n], weights, seeds, items), or
+        None without per-item scores for every arm."""
+        arms, its, tasks = self._scoped(arms, base, task, dataset)
+        return None if its is None else contrast_matrix(arms, its, self.epochs, tasks, task)
 
     def contrast(self, treat: dict, control: dict, stat: str, by=("base", "dataset", "task"), **where) -> pd.DataFrame:
         """treat - control of `stat` per group `by` (EFFECT_COLUMNS), for the groups where both arms ran."""
