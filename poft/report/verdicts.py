@@ -81,21 +81,24 @@ class Evidence:
         both = set(full.loc[full["method"] == "sft", "dataset"]) & set(full.loc[full["method"] == "poft", "dataset"])
         return sorted(both - set(self.noise_datasets))
 
-    def _scoped(self, arms: list[tuple[float, Mapping, str]], base: str, task: str, dataset: str | None):
-        """(arms restricted to base and dataset, this base's per-item scores or None, the task's leaf tasks)."""
+    def _scoped(self, arms: list[tuple[float, Mapping, str]], base: str, task: str, dataset: str | None,
+                items: bool = True):
+        """(arms restricted to base and dataset, this base's per-item scores or None -- None too when `items` is
+        False, so a seed-level contrast does not filter them -- and the task's leaf tasks)."""
         where = {"base": base, **({"dataset": dataset} if dataset is not None else {})}
         arms = [(c, {**where, **sel}, stat) for c, sel, stat in arms]
-        its = self.items[self.items["base"] == base] if self.items is not None and len(self.items) else None
+        its = None
+        if items and self.items is not None and len(self.items):
+            its = self.items[self.items["base"] == base]
         return arms, its, (self.overall_tasks if task == OVERALL else [task])
 
     def effect(self, arms: list[tuple[float, Mapping, str]], base: str, task: str, dataset: str | None = None,
                items: bool = True) -> dict | None:
         """The effect of sum_k c_k * arm_k for one base (and dataset, unless the arms name theirs) and task.
         items=False forces the seed level (a per-run contrast whose item noise is not modelled)."""
-        arms, its, tasks = self._scoped(arms, base, task, dataset)
+        arms, its, tasks = self._scoped(arms, base, task, dataset, items)
         ps = self.ps[self.ps["task"] == task] if "task" not in arms[0][1] else self.ps
-        return contrast_effect(arms, its if items else None, ps, self.epochs, tasks, task, self.level,
-                               self.min_effect)
+        return contrast_effect(arms, its, ps, self.epochs, tasks, task, self.level, self.min_effect)
 
     def matrix(self, arms: list[tuple[float, Mapping, str]], base: str, task: str, dataset: str | None = None):
         """`contrasts.contrast_matrix` of the same contrast as `effect`: (d [S, n], weights, seeds, items), or
