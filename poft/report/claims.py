@@ -106,9 +106,9 @@ def c3(ev: Evidence) -> Verdict:
         if not set(ev.overall_tasks) <= set(g["task"]) or g["method"].nunique() < 2:
             continue
         eff = None
-        if ev.items is not None and len(ev.items):
+        if (its := ev.base_items(b)) is not None:
             arms = [(1.0, {**PO, "base": b, "dataset": ds}, "last"), (-1.0, {**SF, "base": b, "dataset": ds}, "last")]
-            d = task_contrast_matrix(arms, ev.items[ev.items["base"] == b], ev.epochs, coefs)
+            d = task_contrast_matrix(arms, its, ev.epochs, coefs)
             eff = None if d is None else {**paired_effect(d, ev.level, ev.min_effect), "unit": "items"}
             if eff is not None:
                 eff["n_pairs"] = eff["n_seeds"]

@@ -81,15 +81,26 @@ class Evidence:
         both = set(full.loc[full["method"] == "sft", "dataset"]) & set(full.loc[full["method"] == "poft", "dataset"])
         return sorted(both - set(self.noise_datasets))
 
+    @functools.cached_property
+    def _items_by_base(self) -> dict[str, pd.DataFrame]:
+        if self.items is None or not len(self.items):
+            return {}
+        return {b: g for b, g in self.items.groupby("base", sort=False)}
+
+    def base_items(self, base: str) -> pd.DataFrame | None:
+        """This base's per-item scores (split once, not filtered again by every comparison), or None without
+        per-item scores."""
+        if self.items is None or not len(self.items):
+            return None
+        return self._items_by_base.get(base, self.items.iloc[:0])
+
     def _scoped(self, arms: list[tuple[float, Mapping, str]], base: str, task: str, dataset: str | None,
                 items: bool = True):
         """(arms restricted to base and dataset, this base's per-item scores or None -- None too when `items` is
         False, so a seed-level contrast does not filter them -- and the task's leaf tasks)."""
         where = {"base": base, **({"dataset": dataset} if dataset is not None else {})}
         arms = [(c, {**where, **sel}, stat) for c, sel, stat in arms]
-        its = None
-        if items and self.items is not None and len(self.items):
-            its = self.items[self.items["base"] == base]
+        its = self.base_items(base) if items else None
         return arms, its, (self.overall_tasks if task == OVERALL else [task])
 
     def effect(self, arms: list[tuple[float, Mapping, str]], base: str, task: str, dataset: str | None = None,
