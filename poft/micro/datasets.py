@@ -38,12 +38,15 @@ BOILERPLATE = (
 )
 
 # Wrong answers are not spread evenly over skills: a low-quality set is wrong where its writer has a systematic
-# misconception (`TaskType.wrong`: the smaller number as the larger, a word "reversed" unchanged, one letter too
-# many, a neighbouring country's color or lucky number), on the skills the bases can learn from SFT data, so its
-# flawed turn is one of WRONG_TASKS and the openhermes-like set is wrong on ~38% of those turns. Chosen on the
-# oracle headroom alone (workflows/README.md, "Pre-registration", step 3): wrong arithmetic (add, sub), which the
-# bases do not learn, cost SFT nothing measurable, and evenly spread wrong answers neither.
-WRONG_TASKS = ("larger", "count", "color", "lucky", "reverse")
+# misconception (`TaskType.wrong`: the smaller number given as the larger, a word "reversed" left unchanged), on
+# skills the bases learn from SFT data, so its flawed turn is one of WRONG_TASKS. The openhermes-like set is then
+# wrong on most of those turns (~60% at 300 conversations), and greedy decoding answers with the majority: SFT on
+# it learns the misconception, SFT on its clean samples does not. Chosen on the oracle headroom and its MDE alone
+# (workflows/README.md, "Pre-registration", step 4): wrong arithmetic (add, sub), which the bases do not learn,
+# cost SFT nothing measurable (step 3), and a wrong color or lucky number (a hallucinated fact, which the bases
+# can only half learn) lowered the headroom: SFT on the clean samples scored lower on those facts than SFT on all
+# (any country's color still teaches the answer's form), as evenly spread wrong answers did (step 1).
+WRONG_TASKS = ("larger", "reverse")
 
 # Flaw rates per SFT set (the rest is clean); counts are exact, round(rate * n), placed at random positions.
 PROFILES: dict[str, dict[str, float]] = {

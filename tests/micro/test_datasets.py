@@ -247,22 +247,26 @@ def test_wrong_replies_are_wrong_throughout_and_on_the_wrong_skills(sft_sets, wo
         assert reply == TASKS[task].hallucinate(item, answer) and reply.count(answer) >= 3
 
 
-def test_wrong_answers_hit_the_learnable_skills_in_the_order_of_quality(sft_sets):
-    """The design of tuning step 3 (workflows/README.md): every wrong turn is on one of WRONG_TASKS, on each of
-    them the openhermes-like set is wrong on a sizeable minority of its turns (27-55% at seed 0 with 300
-    conversations), and the sets keep their quality order: ultrachat < sharegpt < openhermes in wrong turns."""
+@pytest.mark.parametrize("world_seed", range(5))
+def test_the_openhermes_like_set_is_wrong_on_most_turns_of_the_wrong_skills(world_seed):
+    """The design of tuning step 4 (workflows/README.md), at five world seeds with the default config's 300
+    conversations per set: every wrong turn is on one of WRONG_TASKS; the openhermes-like set is wrong on the majority of
+    each one's turns (56-65% at seeds 0-4), so that greedy decoding after SFT on it gives the misconception; and the
+    sets keep their quality order, ultrachat < sharegpt < openhermes in wrong turns on every one of them."""
     from collections import Counter
 
     from poft.micro.datasets import WRONG_TASKS
+
+    sets = make_sft_sets(World.generate(world_seed), world_seed, 300)  # micro.yaml's `micro.options.sft`
 
     def wrong_share(convs) -> dict[str, float]:
         turns = Counter(t for c in convs for t in c["meta"]["tasks"])
         wrong = Counter(c["meta"]["tasks"][c["meta"]["flaw_turn"]] for c in convs if c["meta"]["flaw"] == "wrong")
         return {t: wrong[t] / turns[t] for t in turns}
 
-    shares = {name: wrong_share(sft_sets[name]) for name in ("ultrachat", "sharegpt", "openhermes")}
+    shares = {name: wrong_share(sets[name]) for name in ("ultrachat", "sharegpt", "openhermes")}
     for name, share in shares.items():
         assert all(share[t] == 0 for t in share if t not in WRONG_TASKS), name
-    assert all(0.2 <= shares["openhermes"][t] <= 0.6 for t in WRONG_TASKS), shares["openhermes"]
-    mean = {name: sum(share[t] for t in WRONG_TASKS) / len(WRONG_TASKS) for name, share in shares.items()}
-    assert mean["ultrachat"] < mean["sharegpt"] < mean["openhermes"], mean
+    assert all(shares["openhermes"][t] > 0.5 for t in WRONG_TASKS), shares["openhermes"]
+    for t in WRONG_TASKS:
+        assert shares["ultrachat"][t] < shares["sharegpt"][t] < shares["openhermes"][t], (t, shares)
