@@ -245,13 +245,14 @@ def one_sided_p(effect: dict, direction: int = +1) -> float:
     return float(stats.t.sf(direction * effect["mean"] / effect["se"], effect["df"]))
 
 
-def pooled_effect(means, ses, level: float = 0.95) -> dict:
+def pooled_effect(means, ses, level: float = 0.95, dfs=None) -> dict:
     """DerSimonian-Laird random-effects mean of cells (mean_k, se_k), with tau^2, I^2 and Cochran's Q.
 
     With w_k = 1/se_k^2: Q = sum w_k (m_k - m_FE)^2, tau^2 = max(0, (Q - (K-1)) / (sum w - sum w^2 / sum w)),
     I^2 = max(0, (Q - (K-1)) / Q); the pooled mean weighs cells by 1/(se_k^2 + tau^2), normal interval.
     statsmodels' combine_effects (0.15) does not truncate tau^2 at 0, so the pooled mean is refitted here.
-    One cell: its own mean and se, tau^2 and I^2 NaN.
+    One cell: its own mean and se, tau^2 and I^2 NaN, and its own t interval when `dfs` gives its df (a normal
+    interval would be narrower than the cell's, the headline contradicting the comparison under it).
     """
     m, v = np.asarray(means, dtype=float), np.asarray(ses, dtype=float) ** 2
     K = m.size
@@ -267,7 +268,8 @@ def pooled_effect(means, ses, level: float = 0.95) -> dict:
         i2 = max(0.0, (q - (K - 1)) / q) if q > 0 else 0.0
     wr = 1 / (v + (0.0 if K == 1 else tau2))
     mean, se = float(wr @ m / wr.sum()), float(math.sqrt(1 / wr.sum()))
-    z = stats.norm.ppf(1 - (1 - level) / 2)
+    one_df = None if K != 1 or dfs is None else float(np.ravel(dfs)[0])
+    z = stats.norm.ppf(1 - (1 - level) / 2) if one_df is None else stats.t.ppf(1 - (1 - level) / 2, one_df)
     return {"mean": mean, "se": se, "ci_low": mean - z * se, "ci_high": mean + z * se, "tau2": tau2,
             "i2": i2, "q": q, "n_cells": K}
 
@@ -299,7 +301,7 @@ def combine_cells(effects, min_effect=None, direction: int = +1) -> dict:
     else:
         verdict, reason = "inconclusive", f"{counts['holds']} of {K} cells hold, {counts['inconclusive']} inconclusive"
     method = [e for _, e in items if e.get("level_used") == "method"]
-    pooled = pooled_effect([e["mean"] for e in method], [e["se"] for e in method], level)
+    pooled = pooled_effect([e["mean"] for e in method], [e["se"] for e in method], level, [e["df"] for e in method])
     return {"verdict": verdict, "reason": reason, "cells": cells, "n_cells": K, "n_hold": counts["holds"],
             "n_fail": counts["fails"], "n_holm": n_holm, "pooled": pooled}
 

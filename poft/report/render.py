@@ -123,7 +123,8 @@ def reading(level: float, min_effect: float | None) -> str:
             "config before the run); otherwise it is 'inconclusive', with the MDE (the smallest effect detected "
             "with power 0.8) saying what it could have detected. A claim over cells holds only if every cell "
             "holds (intersection-union test) and fails if any cell fails. The pooled effect is a "
-            "DerSimonian-Laird random-effects mean over the method-level cells, with heterogeneity τ² and I². "
+            "DerSimonian-Laird random-effects mean over the method-level cells, with heterogeneity τ² and I² "
+            "(normal interval; a single cell keeps its own t interval). "
             "'seeds' rows are per-run statistics (std over epochs) or grids without per-item scores: seeds are "
             "the only unit there.")
 
