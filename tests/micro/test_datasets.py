@@ -250,9 +250,9 @@ def test_wrong_replies_are_wrong_throughout_and_on_the_wrong_skills(sft_sets, wo
 @pytest.mark.parametrize("world_seed", range(5))
 def test_the_openhermes_like_set_is_wrong_on_most_turns_of_the_wrong_skills(world_seed):
     """The design of tuning step 4 (workflows/README.md), at five world seeds with the default config's 300
-    conversations per set: every wrong turn is on one of WRONG_TASKS; the openhermes-like set is wrong on the majority of
-    each one's turns (56-65% at seeds 0-4), so that greedy decoding after SFT on it gives the misconception; and the
-    sets keep their quality order, ultrachat < sharegpt < openhermes in wrong turns on every one of them."""
+    conversations per set: every wrong turn is on one of WRONG_TASKS; the openhermes-like set is wrong on the
+    majority of each one's turns (56-65% at seeds 0-4), so that greedy decoding after SFT on it gives the
+    misconception; and the sets keep their quality order, ultrachat < sharegpt < openhermes on each of them."""
     from collections import Counter
 
     from poft.micro.datasets import WRONG_TASKS

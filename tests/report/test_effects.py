@@ -277,7 +277,6 @@ def test_pooled_effect_truncates_tau2():
     assert p["se"] == pytest.approx(math.sqrt(1 / 200))
 
 
-
 def test_pooled_effect_of_one_cell_is_that_cells_t_interval():
     """One cell (mean 2.0, se 1.0, df 4): the pooled line repeats the comparison's own interval, 2 -+ t_{0.975,4}
     = 2 -+ 2.7764, not the narrower normal 2 -+ 1.96; without a df it stays normal."""
@@ -285,6 +284,7 @@ def test_pooled_effect_of_one_cell_is_that_cells_t_interval():
     assert (p["ci_low"], p["ci_high"]) == pytest.approx((2 - 2.776445, 2 + 2.776445))
     assert pooled_effect([2.0], [1.0])["ci_high"] == pytest.approx(2 + 1.959964)
     assert combine_cells([cell(2.0, 1.0, df=4.0)])["pooled"]["ci_low"] == pytest.approx(2 - 2.776445)
+
 
 # ---- power planning ----
 
