@@ -83,9 +83,7 @@ class Evidence:
 
     @functools.cached_property
     def _items_by_base(self) -> dict[str, pd.DataFrame]:
-        if self.items is None or not len(self.items):
-            return {}
-        return {b: g for b, g in self.items.groupby("base", sort=False)}
+        return dict(tuple(self.items.groupby("base", sort=False)))  # only reached through base_items' check
 
     def base_items(self, base: str) -> pd.DataFrame | None:
         """This base's per-item scores (split once, not filtered again by every comparison), or None without
