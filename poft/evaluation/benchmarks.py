@@ -30,10 +30,13 @@ from .items import check_mean, items_file_name, make_items, write_items
 from .records import metrics_record, package_version, percent, write_record
 from .suites import LmEvalSettings, Suite, SuiteTask
 
-# backend -> lm-eval model_args for a checkpoint dir / hub id. vLLM needs a GPU and `pip install vllm`.
-BACKENDS: dict[str, Callable[[str, str], dict]] = {
-    "hf": lambda path, dtype: {"pretrained": path, "dtype": dtype},
-    "vllm": lambda path, dtype: {"pretrained": path, "dtype": dtype, "gpu_memory_utilization": 0.9},
+# backend -> (lm-eval model name, its model_args for a checkpoint dir / hub id). "hf" is lm-eval's HF model with
+# each multiple-choice context computed once (poft.evaluation.shared_prefix: the same answers, less compute);
+# "hf-lm-eval" is lm-eval's own, unchanged. vLLM needs a GPU and `pip install vllm`.
+BACKENDS: dict[str, tuple[str, Callable[[str, str], dict]]] = {
+    "hf": ("poft-hf", lambda path, dtype: {"pretrained": path, "dtype": dtype}),
+    "hf-lm-eval": ("hf", lambda path, dtype: {"pretrained": path, "dtype": dtype}),
+    "vllm": ("vllm", lambda path, dtype: {"pretrained": path, "dtype": dtype, "gpu_memory_utilization": 0.9}),
 }
 
 
@@ -125,13 +128,16 @@ def make_lm(checkpoint: str, backend: str = "hf", batch_size: int | str = 16, de
     tokenizer: a tokenizer dir to use instead of the checkpoint's (see tokenizer_with_template)."""
     from lm_eval.api.registry import get_model
 
+    from . import shared_prefix  # noqa: F401  (registers "poft-hf" with lm-eval)
+
     if backend not in BACKENDS:
         raise KeyError(f"unknown backend {backend!r}; valid: {', '.join(BACKENDS)}")
-    args = BACKENDS[backend](model_path(checkpoint), dtype)
+    name, make_args = BACKENDS[backend]
+    args = make_args(model_path(checkpoint), dtype)
     if tokenizer is not None:
         args["tokenizer"] = tokenizer
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")  # lm-eval's HF default is cuda
-    return get_model(backend).create_from_arg_obj(args, {"batch_size": batch_size, "device": device})
+    return get_model(name).create_from_arg_obj(args, {"batch_size": batch_size, "device": device})
 
 
 def prepare(suite: Suite, tasks: list[str], data_dir: str | Path | None) -> tuple[object, list[str | dict]]:

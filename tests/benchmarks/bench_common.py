@@ -63,6 +63,12 @@ PRESETS = {
     "0.5b": Preset(model=dict(hidden_size=1024, intermediate_size=2816, num_hidden_layers=24, num_attention_heads=16,
                               num_key_value_heads=16, vocab_size=128256),
                    dtype="bfloat16", train_samples=512, batch_size=8, score_samples=512),
+    # The micro world's models (poft.micro.models: ~0.7M parameters, a 512-token vocabulary): what each of the
+    # micro DAG's evaluations runs (bench_mc's micro shape).
+    "micro": Preset(model=dict(hidden_size=128, intermediate_size=320, num_hidden_layers=4, num_attention_heads=4,
+                               num_key_value_heads=2, vocab_size=512),
+                    dtype="float32", train_samples=300, batch_size=16, score_samples=300, max_length=160,
+                    median_length=50.0),
     # A few seconds end to end: for the smoke test of the scripts, not for figures.
     "tiny": Preset(model=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
                               num_key_value_heads=4, vocab_size=512),

@@ -1,7 +1,8 @@
 """The benchmark scripts end to end at a tiny size, in-process (no subprocesses, nothing asserted on speed): poft's
-SFT trains on the same work as TRL's SFTTrainer (equal train loss), every scorer gives the same scores, and the
-ratios the result files report are there."""
+SFT trains on the same work as TRL's SFTTrainer (equal train loss), every scorer gives the same scores, both
+multiple-choice backends give the same sums, and the ratios the result files report are there."""
 
+import bench_mc
 import bench_score
 import bench_train
 import pytest
@@ -30,3 +31,14 @@ def test_bench_score_scorers_agree(tmp_path):
     ratios = bench_score.compare(results)
     assert ratios["max_abs_score_diff"] < 1e-4
     assert ratios["poft_over_pad_to_max"] > 0 and ratios["poft_over_full_forward_padding_free"] > 0
+
+
+def test_bench_mc_backends_agree(tmp_path):
+    names = [f"{b}:{s}" for s in ("micro", "hellaswag", "mmlu") for b in bench_mc.BACKENDS]
+    results = {n: bench_mc.measure({**config(n, tmp_path), "items": 6, "batch_size": 8}) for n in names}
+    ratios = bench_mc.compare(results)
+    assert set(ratios) == {"micro", "hellaswag", "mmlu"}
+    assert all(r["max_abs_sum_diff"] < 1e-4 and r["hf_over_hf_lm_eval"] > 0 for r in ratios.values())
+    assert [results[n]["shares_contexts"] for n in names] == [False, True] * 3
+    assert results["hf:mmlu"]["tokens"] == results["hf-lm-eval:mmlu"]["tokens"] == 6 * 4 * 1 + 4 * sum(
+        len(c) for _, c, _ in bench_mc.make_requests("mmlu", 512, 6)[::4])

@@ -16,6 +16,7 @@ from poft.chat import IGNORE_INDEX, response_only, tokenize_chat
 from poft.cli import main
 from poft.evaluation.benchmarks import evaluate_checkpoint
 from poft.evaluation.generation import GenerationSpec, generate
+from poft.evaluation.shared_prefix import SharedPrefixHFLM
 from poft.evaluation.suites import load_suite
 from poft.io import write_jsonl
 from poft.scoring import ScoreSpec, score_dataset
@@ -126,6 +127,25 @@ def test_a_micro_lm_eval_task_through_the_hf_backend(smollm2_dir, micro_data, tm
     record = json.loads(path.read_text())
     assert record["task"] == "micro_mc_facts" and record["n"] == 4 and record["settings"]["backend"] == "hf"
     assert 0.0 <= record["value"] <= 100.0
+
+
+def test_the_hf_backend_scores_choices_as_lm_eval_s_hflm_does(smollm2_dir):
+    """Multi-token choices under one shared context, ARC-style: the same sums and greedy flags, Paris first."""
+    from lm_eval.models.huggingface import HFLM
+
+    ours, theirs = (cls(pretrained=str(smollm2_dir), batch_size=4, device="cpu", dtype="float32")
+                    for cls in (SharedPrefixHFLM, HFLM))
+    assert ours._shares_contexts()
+    items = {"What is the capital of France?": [" Paris", " Berlin", " The capital of France is Paris.", " Madrid"],
+             "Name a primary color.": [" Red.", " Blue is one.", " Purple, a secondary color."]}
+    reqs = []
+    for prompt, choices in items.items():
+        context = ours.apply_chat_template([{"role": "user", "content": prompt}])
+        reqs += [((context, c), *ours._encode_pair(context, c)) for c in choices]
+    mine, lm_eval = ours._loglikelihood_tokens(reqs), theirs._loglikelihood_tokens(reqs)
+    assert [g for _, g in mine] == [g for _, g in lm_eval]
+    assert [ll for ll, _ in mine] == pytest.approx([ll for ll, _ in lm_eval], abs=1e-4, rel=1e-6)
+    assert max(range(4), key=lambda k: mine[k][0]) in (0, 2)  # a Paris reply, not Berlin or Madrid
 
 
 def test_batched_generation_equals_one_at_a_time(smollm2):
