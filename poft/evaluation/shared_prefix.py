@@ -61,17 +61,18 @@ class SharedPrefixHFLM(HFLM):
                               override_bs: int | None = None) -> list[tuple[float, bool]]:
         if not self._shares_contexts():
             return super()._loglikelihood_tokens(requests, disable_tqdm, override_bs)
-        fits = [i for i, (_, ctx, cont) in enumerate(requests) if len(ctx) + len(cont) <= self.max_length + 1]
-        fitting = set(fits)
-        rest = [i for i in range(len(requests)) if i not in fitting]
         answers: list[tuple[float, bool] | None] = [None] * len(requests)
-        if rest:  # lm-eval truncates these from the left: its own path, unchanged
-            for i, answer in zip(rest, super()._loglikelihood_tokens([requests[i] for i in rest], disable_tqdm,
-                                                                     override_bs)):
-                answers[i] = answer
         groups: dict[tuple[int, ...], list[int]] = {}
-        for i in fits:
-            groups.setdefault(tuple(requests[i][1]), []).append(i)
+        too_long = []  # lm-eval truncates these from the left, which changes their context: its own path
+        for i, (_, ctx, cont) in enumerate(requests):
+            if len(ctx) + len(cont) > self.max_length + 1:
+                too_long.append(i)
+            else:
+                groups.setdefault(tuple(ctx), []).append(i)
+        if too_long:
+            scored = super()._loglikelihood_tokens([requests[i] for i in too_long], disable_tqdm, override_bs)
+            for i, answer in zip(too_long, scored):
+                answers[i] = answer
         contexts, members = list(groups), list(groups.values())
         for batch in plan_batches([len(c) for c in contexts], [[len(requests[i][2]) for i in m] for m in members],
                                   int(override_bs or self.batch_size)):
