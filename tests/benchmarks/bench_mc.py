@@ -63,12 +63,14 @@ def make_requests(shape: str, vocab: int, items: int, seed: int = 0) -> list:
 
 
 def make_lm(backend: str, model, tokenizer, batch_size: int):
-    from lm_eval.models.huggingface import HFLM
+    """The lm-eval model class poft's backend `backend` names, around an already loaded model."""
+    from lm_eval.api.registry import get_model
 
-    from poft.evaluation.shared_prefix import SharedPrefixHFLM
+    import poft.evaluation.shared_prefix  # noqa: F401  (registers "poft-hf")
+    from poft.evaluation.benchmarks import BACKENDS
 
-    cls = {"hf-lm-eval": HFLM, "hf": SharedPrefixHFLM}[backend]
-    return cls(pretrained=model, tokenizer=tokenizer, batch_size=batch_size, max_length=4096)
+    return get_model(BACKENDS[backend][0])(pretrained=model, tokenizer=tokenizer, batch_size=batch_size,
+                                           max_length=4096)
 
 
 def measure(config: dict) -> dict:
