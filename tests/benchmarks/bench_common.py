@@ -187,6 +187,22 @@ def timed(fn, device: str) -> tuple[float, object]:
     return time.perf_counter() - started, result
 
 
+def timed_repeats(fn, device: str, repeats: int, tokens: int, setup_mib: float) -> tuple[dict, object]:
+    """fn run `repeats` times: summarise's figures, the peak memory over the repeats (on CPU also the RSS before
+    them, `setup_mib`), and fn's last result."""
+    seconds, peaks, result = [], [], None
+    for _ in range(repeats):
+        reset_peak(device)
+        dt, result = timed(fn, device)
+        seconds.append(dt)
+        peaks.append(peak_mib(device))
+    figures = {**summarise(seconds, tokens), "peak_memory_mib": round(max(peaks), 1),
+               "peak_memory_kind": peak_kind(device)}
+    if not device.startswith("cuda"):
+        figures["rss_after_setup_mib"] = round(setup_mib, 1)
+    return figures, result
+
+
 def machine() -> dict:
     cpu = platform.processor()
     try:

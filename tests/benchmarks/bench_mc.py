@@ -35,8 +35,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_common import (  # noqa: E402
-    PRESETS, add_common_arguments, attention_for, finish, header, make_model, make_tokenizer, peak_kind, peak_mib,
-    reset_peak, run_all, summarise, timed,
+    PRESETS, add_common_arguments, attention_for, finish, header, make_model, make_tokenizer, peak_mib, run_all,
+    timed_repeats,
 )
 
 SCRIPT = Path(__file__).resolve()
@@ -95,18 +95,9 @@ def measure(config: dict) -> dict:
     lm = make_lm(backend, model, tokenizer, config["batch_size"])
     run = lambda r=requests: [ll for ll, _ in lm._loglikelihood_tokens(r, disable_tqdm=True)]  # noqa: E731
     run(requests[:8])  # warm-up: first-call costs outside the timing
-    seconds, peaks, sums = [], [], None
-    for _ in range(config["repeats"]):
-        reset_peak(device)
-        dt, sums = timed(run, device)
-        seconds.append(dt)
-        peaks.append(peak_mib(device))
-    out = {"backend": backend, "shape": shape, "batch_layout": backend, "requests": len(requests), "tokens": tokens,
-           **summarise(seconds, tokens), "peak_memory_mib": round(max(peaks), 1), "peak_memory_kind": peak_kind(device),
-           "shares_contexts": bool(getattr(lm, "_shares_contexts", lambda: False)()), "sums": sums}
-    if not device.startswith("cuda"):
-        out["rss_after_setup_mib"] = round(setup_mib, 1)
-    return out
+    figures, sums = timed_repeats(run, device, config["repeats"], tokens, setup_mib)
+    return {"backend": backend, "shape": shape, "batch_layout": backend, "requests": len(requests), "tokens": tokens,
+            **figures, "shares_contexts": bool(getattr(lm, "_shares_contexts", lambda: False)()), "sums": sums}
 
 
 def worker(config: dict) -> None:

@@ -40,8 +40,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_common import (  # noqa: E402
-    PAD_ID, PRESETS, add_common_arguments, attention_for, finish, header, make_examples, make_model, peak_kind,
-    peak_mib, reset_peak, run_all, summarise, timed,
+    PAD_ID, PRESETS, add_common_arguments, attention_for, finish, header, make_examples, make_model, peak_mib,
+    run_all, timed_repeats,
 )
 
 from poft.batches import batch_layout, collate, model_inputs  # noqa: E402
@@ -153,19 +153,9 @@ def measure(config: dict) -> dict:
     setup_mib = peak_mib("cpu")
     score, layout = make_scorer(config["name"], model, preset, samples, config.get("pad_to"))
     score(sorted(samples, key=lambda s: len(s.input_ids))[:2])  # warm-up: first-call costs outside the timing
-    seconds, peaks, scores = [], [], None
-    for _ in range(config["repeats"]):
-        reset_peak(device)
-        dt, scores = timed(score, device)
-        seconds.append(dt)
-        peaks.append(peak_mib(device))
-    out = {"scorer": config["name"], "batch_layout": layout, "tokens": tokens, "samples": len(samples),
-           "labelled_tokens": sum(s.n_label_tokens for s in samples),
-           **summarise(seconds, tokens), "peak_memory_mib": round(max(peaks), 1), "peak_memory_kind": peak_kind(device),
-           "scores": scores}
-    if not device.startswith("cuda"):
-        out["rss_after_setup_mib"] = round(setup_mib, 1)
-    return out
+    figures, scores = timed_repeats(score, device, config["repeats"], tokens, setup_mib)
+    return {"scorer": config["name"], "batch_layout": layout, "tokens": tokens, "samples": len(samples),
+            "labelled_tokens": sum(s.n_label_tokens for s in samples), **figures, "scores": scores}
 
 
 def worker(config: dict) -> None:
