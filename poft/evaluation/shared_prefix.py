@@ -9,7 +9,8 @@ lm-eval's way; on ARC- or HellaSwag-like items, with long contexts and short end
 
 A batch holds at most `batch_size` requests, as HFLM's does. The context pass is left-padded and asks the model
 for the last position's logits only (`logits_to_keep`), so the LM head never runs over context positions. What
-this path does not cover goes to `HFLM` unchanged: seq2seq models, `batch_size: auto`, an attention
+this path does not cover goes to `HFLM` unchanged: seq2seq models, `batch_size: auto`, a model split over
+several devices (`parallelize=True`), an attention
 implementation other than sdpa and eager, caches other than plain per-layer key/value ones (sliding windows,
 recurrent state), models without `logits_to_keep`, and requests longer than the model's context (lm-eval
 truncates those from the left, which changes the context).
@@ -49,9 +50,12 @@ def plan_batches(context_lengths: list[int], continuation_lengths: list[list[int
 @register_model("poft-hf")
 class SharedPrefixHFLM(HFLM):
     def _shares_contexts(self) -> bool:
+        """Whether this model takes the shared-context path; what does not is in the module's docstring (a model
+        split over devices, because one layer's cache copies would index tensors on another device)."""
         model = self.model
         config = model.config
         return (self.backend == "causal" and isinstance(self.batch_size, int)
+                and len(set(getattr(model, "hf_device_map", {}).values())) <= 1
                 and config._attn_implementation in ("sdpa", "eager")
                 and not getattr(config, "sliding_window", None)
                 and set(getattr(config, "layer_types", None) or ["full_attention"]) == {"full_attention"}

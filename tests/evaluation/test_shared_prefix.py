@@ -79,7 +79,7 @@ def test_requests_longer_than_the_model_take_lm_eval_s_truncating_path(tmp_path)
     assert [ll for ll, _ in mine] == pytest.approx([ll for ll, _ in lm_eval], abs=1e-4, rel=1e-6)
 
 
-def test_a_sliding_window_model_and_an_auto_batch_size_go_to_hflm(tmp_path):
+def test_a_sliding_window_model_an_auto_batch_size_and_a_split_model_go_to_hflm(tmp_path):
     tokenizer = make_tokenizer("zephyr")
     config = MistralConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
                            num_attention_heads=4, num_key_value_heads=2, sliding_window=16)
@@ -87,7 +87,10 @@ def test_a_sliding_window_model_and_an_auto_batch_size_go_to_hflm(tmp_path):
     assert not SharedPrefixHFLM(pretrained=ckpt, batch_size=4, device="cpu")._shares_contexts()
     llama = save(tiny_llama(len(tokenizer)), tokenizer, tmp_path / "llama")
     assert not SharedPrefixHFLM(pretrained=llama, batch_size="auto", device="cpu")._shares_contexts()
-    assert SharedPrefixHFLM(pretrained=llama, batch_size=4, device="cpu")._shares_contexts()
+    ours = SharedPrefixHFLM(pretrained=llama, batch_size=4, device="cpu")
+    assert ours._shares_contexts()
+    ours.model.hf_device_map = {"model.layers.0": 0, "model.layers.1": 1}  # as accelerate's parallelize sets it
+    assert not ours._shares_contexts()
 
 
 def test_the_micro_multiple_choice_tasks_score_the_same_through_both_backends(micro_data, tmp_path):
